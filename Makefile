@@ -1,0 +1,33 @@
+# Two commands on a fresh machine with only Python 3.11: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-all bench clean
+
+# Idempotent: creates .venv on first use and (re)installs only when pyproject.toml changed.
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+run: setup
+	$(BIN)/streamlit run app.py
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+# Includes the slow accuracy checks (minutes).
+test-all: setup
+	$(BIN)/python -m pytest -q -m 'slow or not slow'
+
+bench: setup
+	$(BIN)/python benchmarks/bench_sweep.py
+
+clean:
+	rm -rf $(VENV) .frontier .pytest_cache
