@@ -208,5 +208,7 @@ def frontier_command(
     _print_frame(table.assign(delta=table["delta"].map("{:.0e}".format)), "table")
 
 
-def main() -> None:  # pragma: no cover - console entry point
+
+
+if __name__ == "__main__":  # python -m engine.cli
     app()

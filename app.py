@@ -1,0 +1,33 @@
+"""Privacy Frontier dashboard: the router and the set-up every page shares (`streamlit run app.py`).
+
+Pages live in pages/; each reads its widgets, builds one typed config, calls one engine function and
+renders the answer. Later pages (Data / Sweep / Frontier / Decide) are added to the list below.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from engine.store import resolve_store_path
+
+st.set_page_config(page_title="Privacy Frontier", layout="wide")
+
+with st.sidebar:
+    store_path = resolve_store_path()
+    st.markdown("**Result store**")
+    st.code(str(store_path), language=None, wrap_lines=True)
+    if store_path.exists():
+        st.caption("Set `FRONTIER_STORE` (or `frontier --store PATH`) to read another store.")
+    else:
+        st.caption("No store there yet: `frontier sweep` creates it. Set `FRONTIER_STORE` to read another.")
+    with st.expander("What is this?", expanded=False, key="sidebar_about"):
+        st.markdown(
+            "This tool measures **what privacy costs**: how much accuracy a model gives up for each privacy "
+            "budget **ε** (epsilon; smaller ε = stronger privacy), next to the same model trained without "
+            "privacy.\n\n"
+            "Every ε shown is computed by a real privacy accountant (PRV or RDP, from Opacus) for the training "
+            "that was actually done, and the accountant and δ are named beside it. Nothing is estimated from "
+            "a formula or copied from a paper."
+        )
+
+st.navigation([st.Page("pages/overview.py", title="Overview", default=True)]).run()

@@ -1,0 +1,80 @@
+"""Privacy accounting: properties of the pure functions, and agreement with an independent reference
+(Google's dp-accounting PLD accountant)."""
+
+import pytest
+from dp_accounting.pld import privacy_loss_distribution
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.errors import ConfigError
+from engine.privacy import epsilon_for, noise_for, steps_and_sample_rate
+from engine.privacy.calibration import calibrated_noise
+
+DELTA = 1e-5
+STEPS, RATE = 200, 0.02
+
+
+def pld_epsilon(noise_multiplier, sample_rate, steps, delta):
+    distribution = privacy_loss_distribution.from_gaussian_mechanism(
+        noise_multiplier, sampling_prob=sample_rate, value_discretization_interval=1e-3)
+    return distribution.self_compose(steps).get_epsilon_for_delta(delta)
+
+
+@settings(max_examples=15, deadline=None)
+@given(sigma=st.floats(0.6, 8.0), extra=st.floats(0.05, 4.0))
+def test_more_noise_never_gives_more_epsilon(sigma, extra):
+    low_noise = epsilon_for(noise_multiplier=sigma, sample_rate=RATE, steps=STEPS, delta=DELTA, accountant="rdp")
+    high_noise = epsilon_for(noise_multiplier=sigma + extra, sample_rate=RATE, steps=STEPS, delta=DELTA, accountant="rdp")
+    assert high_noise <= low_noise
+
+
+@settings(max_examples=8, deadline=None)
+@given(target=st.floats(0.1, 10.0))
+def test_noise_for_round_trips_through_epsilon_for(target):
+    sigma = noise_for(target_epsilon=target, delta=DELTA, sample_rate=RATE, steps=STEPS, accountant="rdp")
+    reported = epsilon_for(noise_multiplier=sigma, sample_rate=RATE, steps=STEPS, delta=DELTA, accountant="rdp")
+    assert 0.99 * target <= reported <= target
+
+
+@pytest.mark.parametrize("target", [0.05, 1.0, 8.0])
+def test_prv_calibration_lands_within_one_percent_below_target(target):
+    steps, rate = steps_and_sample_rate(32561, 512, 10)  # Adult's standard run: 640 steps at q = 1/64
+    sigma = noise_for(target_epsilon=target, delta=DELTA, sample_rate=rate, steps=steps, accountant="prv")
+    reported = epsilon_for(noise_multiplier=sigma, sample_rate=rate, steps=steps, delta=DELTA, accountant="prv",
+                           epsilon_scale=target)
+    assert 0.99 * target <= reported <= target
+
+
+@pytest.mark.parametrize("sigma", [0.8, 1.709, 4.0])
+def test_prv_agrees_with_dp_accounting_pld_and_rdp_is_more_conservative(sigma):
+    steps, rate = 640, 1 / 64
+    reference = pld_epsilon(sigma, rate, steps, DELTA)
+    prv = epsilon_for(noise_multiplier=sigma, sample_rate=rate, steps=steps, delta=DELTA, accountant="prv")
+    rdp = epsilon_for(noise_multiplier=sigma, sample_rate=rate, steps=steps, delta=DELTA, accountant="rdp")
+    assert prv == pytest.approx(reference, rel=0.03)
+    assert rdp >= reference  # RDP is a valid upper bound, looser than PLD/PRV
+
+
+def test_steps_and_sample_rate_follow_opacus_poisson_loader():
+    assert steps_and_sample_rate(32561, 512, 10) == (640, 1 / 64)
+    assert steps_and_sample_rate(100, 512, 3) == (3, 1.0)
+
+
+def test_unreachable_budget_and_bad_inputs_raise_config_errors():
+    with pytest.raises(ConfigError, match="positive"):
+        noise_for(target_epsilon=0, delta=DELTA, sample_rate=RATE, steps=STEPS, accountant="rdp")
+    with pytest.raises(ConfigError, match="accountant"):
+        epsilon_for(noise_multiplier=1.0, sample_rate=RATE, steps=STEPS, delta=DELTA, accountant="gdp")
+    with pytest.raises(ConfigError, match="No noise level reaches"):
+        noise_for(target_epsilon=1e-4, delta=DELTA, sample_rate=1.0, steps=10_000, accountant="rdp")
+
+
+def test_calibration_is_cached_by_the_store(store):
+    args = dict(target_epsilon=2.0, delta=DELTA, sample_rate=RATE, steps=STEPS, accountant="rdp")
+    first = calibrated_noise(**args, cache=store)
+    # A poisoned cache entry proves the second call reads the cache instead of recomputing.
+    from engine.privacy.calibration import calibration_key
+
+    store.put_noise(calibration_key(**args), 123.0)
+    assert calibrated_noise(**args, cache=store) == 123.0
+    assert first != 123.0

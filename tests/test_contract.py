@@ -1,0 +1,46 @@
+"""One contract, run against every registered technique."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from engine.config import SweepSpec
+from engine.sweep import expand, prepared_data
+from engine.techniques import RunContext, RunResult, create_technique, technique_names
+from conftest import QUICK
+
+
+def _config(name):
+    return expand(SweepSpec(**{**QUICK, "techniques": (name,), "epsilons": (2.0,)}))[0]
+
+
+@pytest.mark.parametrize("name", technique_names())
+def test_technique_contract(name):
+    config = _config(name)
+    data = prepared_data(config)
+    before = (config.to_dict(), data.x_train.copy(), data.y_train.copy())
+    technique = create_technique(name)
+    first = technique.run(config, data, context=RunContext(device="cpu"))
+    second = create_technique(name).run(config, data, context=RunContext(device="cpu"))
+
+    assert isinstance(first, RunResult)
+    assert first.accuracy == second.accuracy and first.epsilon == second.epsilon  # seeded: reproducible
+    assert config.to_dict() == before[0]  # config untouched
+    np.testing.assert_array_equal(data.x_train, before[1])  # data untouched
+    np.testing.assert_array_equal(data.y_train, before[2])
+    assert 0.0 <= first.accuracy <= 1.0 and first.train_seconds >= 0 and first.device == "cpu"
+    if technique.uses_epsilon:
+        assert first.epsilon is not None and first.epsilon <= config.target_epsilon
+    else:
+        assert first.epsilon is None
+    restored = pickle.loads(pickle.dumps(first))  # results cross process boundaries (workers)
+    assert restored.accuracy == first.accuracy
+
+
+@pytest.mark.parametrize("name", technique_names())
+def test_progress_reaches_one(name):
+    seen = []
+    create_technique(name).run(_config(name), prepared_data(_config(name)), context=RunContext(device="cpu"),
+                               on_progress=seen.append)
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
