@@ -44,9 +44,13 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def cache_key(self, dataset_fingerprint: str, engine_version: str) -> str:
-        """Hash of the resolved config + the prepared data's fingerprint + the engine version."""
+        """Hash of the resolved config + the prepared data's fingerprint + the engine version.
+
+        Unset (None) settings are left out, so adding a new optional setting later keeps every stored key.
+        """
+        resolved = {name: value for name, value in self.to_dict().items() if value is not None}
         payload = json.dumps(
-            {"config": self.to_dict(), "data": dataset_fingerprint, "engine": engine_version},
+            {"config": resolved, "data": dataset_fingerprint, "engine": engine_version},
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:20]

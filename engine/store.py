@@ -57,6 +57,23 @@ JSON_COLUMNS = {"versions", "config", "extra", "data_derived_bounds"}
 COLUMN_NAMES = [name for name, _ in COLUMNS]
 
 
+def register_columns(columns: list[tuple[str, str]]) -> None:
+    """Technique modules declare the record fields they add (e.g. ("comm_bytes", "INTEGER")).
+
+    A RunResult.extra key with a registered column's name is stored in that column; stores opened later
+    gain the column. Registering the same name twice with the same type is harmless.
+    """
+    known = dict(COLUMNS)
+    for name, kind in columns:
+        if name in known:
+            if known[name] != kind:
+                raise ValueError(f"Column {name!r} is already registered as {known[name]}, not {kind}.")
+            continue
+        COLUMNS.append((name, kind))
+        COLUMN_NAMES.append(name)
+        known[name] = kind
+
+
 def resolve_store_path(path: str | os.PathLike | None = None) -> Path:
     """--store, else $FRONTIER_STORE, else ./.frontier/results.sqlite."""
     return Path(path or os.environ.get("FRONTIER_STORE") or DEFAULT_STORE)

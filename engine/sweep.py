@@ -23,7 +23,7 @@ from engine.config import RunConfig, SweepReport, SweepSpec
 from engine.data import PreparedDataset, get_dataset_info, load_dataset
 from engine.errors import ConfigError, EngineError
 from engine.measure import resolve_device
-from engine.store import ResultStore
+from engine.store import COLUMN_NAMES, ResultStore
 from engine.techniques import RunContext, RunResult, create_technique, get_technique_class
 
 
@@ -125,7 +125,7 @@ def make_record(run_id: str, config: RunConfig, data: PreparedDataset, outcome: 
     record = {
         "run_id": run_id, **{k: v for k, v in config.to_dict().items() if k not in ("hidden_units", "train_subsample")},
         "n_train": data.n_train, "dataset_fingerprint": data.fingerprint,
-        "privacy_model": "global" if config.target_epsilon is not None else "none",
+        "privacy_model": get_technique_class(config.technique).privacy_model,
         "data_derived_bounds": list(data.data_derived_bounds), "versions": _versions(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "config": config.to_dict(),
         "device": device,
@@ -139,7 +139,10 @@ def make_record(run_id: str, config: RunConfig, data: PreparedDataset, outcome: 
                       roc_auc=outcome.roc_auc, train_seconds=outcome.train_seconds,
                       peak_memory_mb=outcome.peak_memory_mb, device=outcome.device, epsilon=outcome.epsilon,
                       noise_multiplier=outcome.noise_multiplier, sample_rate=outcome.sample_rate,
-                      steps=outcome.steps, extra=outcome.extra)
+                      steps=outcome.steps)
+        # Measurements a technique registered as columns (store.register_columns) get their own column.
+        promoted = {key: value for key, value in outcome.extra.items() if key in COLUMN_NAMES and key not in record}
+        record.update(promoted, extra={key: value for key, value in outcome.extra.items() if key not in promoted})
     return record
 
 

@@ -62,6 +62,7 @@ class Technique(ABC):
     description: ClassVar[str] = ""
     uses_epsilon: ClassVar[bool] = False  # expands over the sweep's epsilon grid
     uses_clipping: ClassVar[bool] = False  # expands over the sweep's clipping-norm grid
+    privacy_model: ClassVar[str] = "none"  # recorded per run: "none", "global" (central DP) or "local"
 
     def batch_key(self, config: RunConfig) -> Hashable | None:
         return None

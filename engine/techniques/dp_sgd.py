@@ -23,6 +23,7 @@ class DPSGD(Technique):
     description = "Opacus DP-SGD: per-sample clipping, Gaussian noise, Poisson sampling (record-level DP)."
     uses_epsilon = True
     uses_clipping = True
+    privacy_model = "global"
 
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
             on_progress: RunProgress | None = None) -> RunResult:
