@@ -30,4 +30,10 @@ with st.sidebar:
             "a formula or copied from a paper."
         )
 
-st.navigation([st.Page("pages/overview.py", title="Overview", default=True)]).run()
+st.navigation([
+    st.Page("pages/home.py", title="Start", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/table:"),
+    st.Page("pages/sweep.py", title="Sweep", icon=":material/play_circle:"),
+    st.Page("pages/frontier.py", title="Frontier", icon=":material/show_chart:"),
+    st.Page("pages/decide.py", title="Decide", icon=":material/gavel:"),
+]).run()

@@ -61,7 +61,7 @@ def test_without_store_shows_catalogue_and_sweep_hint(monkeypatch, tmp_path):
 
 def test_switch_page_to_overview(monkeypatch, tmp_path):
     at = _run_app(monkeypatch, tmp_path / "results.sqlite")
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("pages/home.py").run()
     assert not at.exception
     assert at.title[0].value == "Privacy Frontier"
 

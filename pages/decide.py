@@ -1,0 +1,6 @@
+"""decide page (being built for issue 3)."""
+
+import streamlit as st
+
+st.title("Decide")
+st.info("This page is being built.")

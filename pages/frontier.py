@@ -1,0 +1,6 @@
+"""frontier page (being built for issue 3)."""
+
+import streamlit as st
+
+st.title("Frontier")
+st.info("This page is being built.")
