@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -61,6 +63,19 @@ def _spec_from_options(config: Optional[Path], overrides: dict) -> SweepSpec:
         values.update(loaded.get("sweep", loaded))
     values.update({key: value for key, value in overrides.items() if value is not None})
     return SweepSpec.from_mapping(values).validate()
+
+
+def _stop_on_sigterm():
+    """SIGTERM (the dashboard's Cancel, `kill`) stops a sweep like Ctrl-C: finished runs are kept and the report
+    says interrupted. Returns the previous handler, or None off the main thread (where signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the interrupted sweep write its report
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 @app.command()
@@ -125,14 +140,20 @@ def sweep(
                 label = c.technique if c.target_epsilon is None else f"{c.technique} eps={c.target_epsilon:g} C={c.max_grad_norm:g}"
                 bar.set_postfix_str(f"{label} seed={c.seed}", refresh=False)
 
+        previous = _stop_on_sigterm()
         try:
             report = run_sweep(spec, store=results, workers=workers, device=device, on_progress=on_progress)
         except EngineError as exc:
             bar.close()
             _fail(str(exc))
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         bar.close()
     typer.echo(f"done: {report.trained} trained, {report.cached} cached, {report.failed} failed"
                f"{' (interrupted: rerun to finish)' if report.interrupted else ''}")
+    if len(report.run_ids) <= 5:
+        typer.echo(f"run ids: {', '.join(report.run_ids)}")
     for line in failures:
         typer.echo(f"failed: {line}", err=True)
     if report.interrupted:
@@ -208,6 +229,28 @@ def frontier_command(
     _print_frame(table.assign(delta=table["delta"].map("{:.0e}".format)), "table")
 
 
+
+
+@app.command()
+def export(
+    run_id: str = typer.Argument(..., help="The run to export (see `frontier results`)."),
+    out: Path = typer.Option(..., "--out", help="Folder for config.yaml and report.html."),
+    store: Optional[Path] = typer.Option(None, help=STORE_HELP),
+    metric: str = typer.Option("accuracy", help="accuracy, balanced_accuracy or roc_auc."),
+) -> None:
+    """Write OUT/config.yaml (reproduces the run: `frontier sweep --config OUT/config.yaml`) and OUT/report.html."""
+    from engine.report import build_export, write_export
+    from engine.store import ResultStore
+
+    try:
+        with ResultStore(store, create=False) as opened:
+            bundle = build_export(run_id, opened, metric)
+    except EngineError as exc:
+        _fail(str(exc))
+    config_path, report_path = write_export(bundle, out)
+    typer.echo(f"wrote {config_path} and {report_path}")
+    if not bundle.reproduces:
+        typer.echo("warning: the data or engine changed since this run: the spec would train a new run.", err=True)
 
 
 if __name__ == "__main__":  # python -m engine.cli

@@ -52,3 +52,69 @@ def pareto_front(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFram
 def baselines(summary: pd.DataFrame) -> pd.DataFrame:
     """Non-private reference points (epsilon is null)."""
     return summary[summary["epsilon"].isna()].reset_index(drop=True)
+
+
+ACCOUNTANT_NAMES = {"prv": "PRV", "rdp": "RDP"}
+# Cost columns a run can carry; later techniques add bytes and latency. Label, unit.
+COST_METRICS = {
+    "train_seconds": ("training time", "s"),
+    "peak_memory_mb": ("peak memory", "MB"),
+}
+
+
+def register_cost_metric(column: str, label: str, unit: str) -> None:
+    """Techniques that measure another cost (bytes on the wire, latency) make it selectable."""
+    COST_METRICS[column] = (label, unit)
+
+
+def epsilon_label(accountant: str | None, delta: float | None) -> str:
+    """'PRV accountant, δ = 1e-05': always said beside an epsilon."""
+    if not accountant:
+        return "no privacy"
+    name = ACCOUNTANT_NAMES.get(accountant, accountant)
+    return f"{name} accountant, δ = {delta:.0e}" if delta else f"{name}, pure ε (δ = 0)"
+
+
+def numeric_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Numeric columns as floats (a store holding only baselines returns epsilon as objects)."""
+    runs = runs.copy()
+    for column in ("target_epsilon", "epsilon", "delta", "max_grad_norm", "learning_rate", *METRICS, *COST_METRICS):
+        if column in runs:
+            runs[column] = pd.to_numeric(runs[column], errors="coerce").astype(float)
+    return runs
+
+
+def frontier_view(runs: pd.DataFrame, dataset: str, metric: str = "accuracy",
+                  techniques: list[str] | None = None, models: list[str] | None = None):
+    """(private points with `on_front`, non-private baselines) for one dataset, filtered."""
+    chosen = numeric_runs(runs[runs["dataset"] == dataset])
+    if techniques is not None:
+        chosen = chosen[chosen["technique"].isin(techniques) | chosen["epsilon"].isna()]
+    if models is not None:
+        chosen = chosen[chosen["model"].isin(models)]
+    summary = summarise(chosen, metric)
+    summary["epsilon"] = pd.to_numeric(summary["epsilon"], errors="coerce").astype(float)
+    front = pareto_front(summary, metric)
+    finite = np.isfinite(front["epsilon"].to_numpy(float)) & (front["epsilon"].to_numpy(float) > 0)
+    return front[finite].reset_index(drop=True), baselines(summary)
+
+
+def available_costs(runs: pd.DataFrame) -> list[str]:
+    """Cost columns with at least one measured value."""
+    return [column for column in COST_METRICS if column in runs and pd.to_numeric(runs[column], errors="coerce").notna().any()]
+
+
+def cost_view(runs: pd.DataFrame, dataset: str, metric: str, cost: str) -> pd.DataFrame:
+    """Mean metric and mean cost per configuration (private and non-private)."""
+    chosen = numeric_runs(runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")])
+    grouped = chosen.groupby(POINT_COLUMNS, dropna=False)
+    return grouped.agg(epsilon=("epsilon", "max"), metric_mean=(metric, "mean"), metric_std=(metric, "std"),
+                       cost_mean=(cost, "mean"), seeds=("seed", "nunique")).reset_index()
+
+
+def clipping_grid(runs: pd.DataFrame, dataset: str, technique: str, model: str, metric: str) -> pd.DataFrame:
+    """Mean metric over seeds, rows = clipping norm C, columns = target epsilon (techniques that clip)."""
+    chosen = numeric_runs(runs[(runs["dataset"] == dataset) & (runs["technique"] == technique)
+                               & (runs["model"] == model) & (runs["status"] == "ok")])
+    chosen = chosen[chosen["max_grad_norm"].notna()]
+    return chosen.pivot_table(index="max_grad_norm", columns="target_epsilon", values=metric, aggfunc="mean")

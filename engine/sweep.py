@@ -245,3 +245,22 @@ def run_sweep(spec: SweepSpec, *, store: ResultStore, workers: int = 1, device: 
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def spec_for_run(config: RunConfig) -> SweepSpec:
+    """The one-run sweep spec whose expansion is exactly `config` (the inverse of `expand` for one point)."""
+    technique = get_technique_class(config.technique)
+    defaults = SweepSpec()
+    spec = SweepSpec(
+        dataset=config.dataset, techniques=(config.technique,), model=config.model, seeds=(config.seed,),
+        epsilons=(config.target_epsilon,) if technique.uses_epsilon else defaults.epsilons,
+        clipping_norms=(config.max_grad_norm,) if technique.uses_clipping else defaults.clipping_norms,
+        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+        hidden_units=config.hidden_units, train_subsample=config.train_subsample,
+        delta=config.delta if config.delta else defaults.delta,
+        accountant=config.accountant if config.accountant in ("prv", "rdp") else defaults.accountant,
+    )
+    expanded = expand(spec)
+    if expanded != [config]:
+        raise ConfigError(f"Run configuration {config} cannot be expressed as a sweep spec: it expands to {expanded}.")
+    return spec

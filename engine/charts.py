@@ -1,0 +1,153 @@
+"""Plotly figures shared by the dashboard and the exported HTML report (no streamlit here)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from engine.frontier import ACCOUNTANT_NAMES, COST_METRICS
+
+BASELINE_DASHES = ("dash", "dot", "dashdot", "longdash")
+
+
+def _number(value, spec: str = "g", missing: str = "—") -> str:
+    return missing if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def epsilon_axis_title(front: pd.DataFrame) -> str:
+    """'ε (PRV accountant, δ = 1e-05)': every accountant and delta the plotted epsilons come from."""
+    pairs = front[["accountant", "delta"]].drop_duplicates().sort_values(["accountant", "delta"])
+    parts = []
+    for accountant, delta in pairs.itertuples(index=False):
+        name = ACCOUNTANT_NAMES.get(accountant, str(accountant))
+        parts.append(f"{name} accountant, δ = {delta:.0e}" if delta else f"{name}, pure ε")
+    return f"ε ({'; '.join(parts)})" if parts else "ε"
+
+
+def log_axis(low: float, high: float) -> tuple[list[float], list[float]]:
+    """(log10 range, tick values) with plain-number ticks: plotly's own log ticks label 0.9 as "9" on short ranges."""
+    low_log, high_log = math.log10(low), math.log10(high)
+    span = max(high_log - low_log, 0.3)
+    middle = (low_log + high_log) / 2
+    lower, upper = middle - span / 2 - 0.06 * span, middle + span / 2 + 0.06 * span
+
+    def ticks(mantissas: tuple[float, ...]) -> list[float]:
+        values = (float(f"{m * 10.0 ** e:.6g}") for e in range(math.floor(lower) - 1, math.ceil(upper) + 1)
+                  for m in mantissas)
+        return [value for value in values if lower <= math.log10(value) <= upper]
+
+    chosen = ticks((1.0, 2.0, 5.0))
+    if len(chosen) < 4:
+        chosen = ticks((1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0))
+    elif len(chosen) > 10:
+        chosen = ticks((1.0,))
+    return [lower, upper], chosen
+
+
+def metric_range(values: np.ndarray, min_span: float = 0.05) -> list[float]:
+    """Spans every value and at least `min_span`, so a 0.5-point gap does not look like a cliff."""
+    values = values[np.isfinite(values)]
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    pad = max((min_span - (high - low)) / 2, 0.0) + 0.08 * max(high - low, min_span)
+    return [max(low - pad, 0.0), min(high + pad, 1.0)]
+
+
+def _hover(row, technique: str, model: str, label: str, mean: str, std: str) -> str:
+    accountant = ACCOUNTANT_NAMES.get(row.accountant, row.accountant)
+    delta = f"δ = {row.delta:.0e}" if row.delta else "pure ε"
+    return (f"<b>{technique} · {model}</b><br>ε = {row.epsilon:.3f} ({accountant}, {delta})<br>"
+            f"{label} = {getattr(row, mean):.4f} ± {getattr(row, std):.4f}<br>"
+            f"target ε = {_number(row.target_epsilon)} · clipping norm C = {_number(row.max_grad_norm)}<br>"
+            f"seeds = {row.seeds} · epochs = {row.epochs} · batch = {row.batch_size} · lr = {_number(row.learning_rate)}")
+
+
+def _add_baselines(figure: go.Figure, reference: pd.DataFrame, mean: str) -> None:
+    for row, dash in zip(reference.itertuples(index=False), BASELINE_DASHES):
+        value = getattr(row, mean)
+        line = dict(color="#7f7f7f", width=1.5, dash=dash)
+        figure.add_hline(y=value, line=line)
+        # A shape has no legend entry: an empty trace names it in the legend instead of a label on the plot.
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=line, hoverinfo="skip",
+                                    name=f"non-private baseline ({row.model}): {value:.3f}"))
+
+
+def frontier_figure(front: pd.DataFrame, reference: pd.DataFrame, metric: str = "accuracy",
+                    chosen: tuple[float, float] | None = None, show_band: bool = True) -> go.Figure:
+    """Metric against epsilon (log axis): one trace per technique and model, mean over seeds with a ±1 std
+    band, the Pareto front circled, the non-private baseline as a reference line, `chosen` (epsilon, metric)
+    starred."""
+    mean, std = f"{metric}_mean", f"{metric}_std"
+    label = metric.replace("_", " ")
+    figure = go.Figure()
+    for (technique, model), points in front.groupby(["technique", "model"], sort=True):
+        points = points.sort_values("epsilon")
+        hover = [_hover(row, technique, model, label, mean, std) for row in points.itertuples(index=False)]
+        name = f"{technique} · {model}"
+        # Several clipping norms per target epsilon would make a line zigzag: the band and line follow the best
+        # configuration per epsilon, every configuration stays a marker.
+        best = points.sort_values(mean, ascending=False).drop_duplicates("target_epsilon").sort_values("epsilon")
+        trace = figure.add_trace(go.Scatter(x=best["epsilon"], y=best[mean], mode="lines", name=name,
+                                            legendgroup=name, hoverinfo="skip"))
+        color = trace.data[-1].line.color or None
+        if show_band and (best[std] > 0).any():
+            figure.add_trace(go.Scatter(
+                x=pd.concat([best["epsilon"], best["epsilon"][::-1]]),
+                y=pd.concat([best[mean] + best[std], (best[mean] - best[std])[::-1]]),
+                fill="toself", mode="lines", line=dict(width=0), opacity=0.18, legendgroup=name, showlegend=False,
+                hoverinfo="skip", name=f"{name} ±1 std"))
+        figure.add_trace(go.Scatter(x=points["epsilon"], y=points[mean], mode="markers", marker=dict(size=8, color=color),
+                                    legendgroup=name, showlegend=False, hovertext=hover, hoverinfo="text", name=name,
+                                    customdata=points[["technique", "model", "target_epsilon", "max_grad_norm"]].to_numpy()))
+    on_front = front[front["on_front"]]
+    if not on_front.empty:
+        figure.add_trace(go.Scatter(x=on_front["epsilon"], y=on_front[mean], name="Pareto front", mode="markers",
+                                    hoverinfo="skip",
+                                    marker=dict(symbol="circle-open", size=17, line=dict(width=2.5), color="#d62728")))
+    if chosen is not None:
+        figure.add_trace(go.Scatter(x=[chosen[0]], y=[chosen[1]], name="chosen", mode="markers", hoverinfo="skip",
+                                    marker=dict(symbol="star", size=20, color="#ff7f0e", line=dict(width=1, color="black"))))
+    _add_baselines(figure, reference, mean)
+    figure.update_layout(height=460, margin=dict(l=10, r=10, t=40, b=10), hovermode="closest",
+                         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0, title_text=""),
+                         yaxis_title=f"{label} (mean over seeds, band = ±1 std)")
+    if not front.empty:
+        x_range, tick_values = log_axis(float(front["epsilon"].min()), float(front["epsilon"].max()))
+        figure.update_xaxes(type="log", title_text=epsilon_axis_title(front), range=x_range, tickvals=tick_values,
+                            ticktext=[format(value, "g") for value in tick_values])
+        values = np.concatenate([(front[mean] - front[std]).to_numpy(float), (front[mean] + front[std]).to_numpy(float),
+                                 reference[mean].to_numpy(float)])
+        figure.update_yaxes(range=metric_range(values))
+    return figure
+
+
+def cost_figure(points: pd.DataFrame, metric: str, cost: str) -> go.Figure:
+    """Metric against a cost (training seconds, memory, later bytes or latency), private and non-private."""
+    label, unit = COST_METRICS[cost]
+    figure = go.Figure()
+    for (technique, model), group in points.groupby(["technique", "model"], sort=True):
+        epsilon_text = [f"ε = {e:.3g}" if pd.notna(e) else "no privacy" for e in group["epsilon"]]
+        figure.add_trace(go.Scatter(
+            x=group["cost_mean"], y=group["metric_mean"], mode="markers", name=f"{technique} · {model}",
+            marker=dict(size=9), hoverinfo="text",
+            hovertext=[f"<b>{technique} · {model}</b><br>{text} · C = {_number(c)}<br>{metric} = {m:.4f}<br>"
+                       f"{label} = {v:.3g} {unit}" for text, c, m, v in
+                       zip(epsilon_text, group["max_grad_norm"], group["metric_mean"], group["cost_mean"])]))
+    figure.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10),
+                         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
+                         xaxis_title=f"{label} ({unit}, mean over seeds)", yaxis_title=f"{metric.replace('_', ' ')}")
+    return figure
+
+
+def clipping_heatmap(grid: pd.DataFrame, metric: str) -> go.Figure:
+    """Target epsilon x clipping norm -> mean metric."""
+    figure = go.Figure(go.Heatmap(
+        z=grid.to_numpy(), x=[format(v, "g") for v in grid.columns], y=[format(v, "g") for v in grid.index],
+        colorscale="Viridis", colorbar=dict(title=metric.replace("_", " ")),
+        text=np.vectorize(lambda v: "" if np.isnan(v) else f"{v:.3f}")(grid.to_numpy(dtype=float)),
+        texttemplate="%{text}", hovertemplate="target ε %{x}, C %{y}: %{z:.4f}<extra></extra>"))
+    figure.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="target ε",
+                         yaxis_title="clipping norm C", xaxis_type="category", yaxis_type="category")
+    return figure

@@ -1,0 +1,149 @@
+"""Exports of a chosen run: a sweep spec that reproduces it exactly, and a self-contained HTML report."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from engine import ENGINE_VERSION
+from engine.charts import cost_figure, frontier_figure
+from engine.config import RunConfig
+from engine.data import get_dataset_info
+from engine.decide import DecisionConstraints, rank_candidates, summarise_decision
+from engine.errors import ConfigError
+from engine.frontier import cost_view, epsilon_label, frontier_view
+from engine.store import ResultStore
+from engine.sweep import plan_sweep, spec_for_run
+
+
+@dataclass(frozen=True)
+class ExportBundle:
+    run_id: str
+    config_yaml: str  # `frontier sweep --config` input reproducing exactly this run
+    report_html: str  # self-contained: opens offline
+    reproduces: bool  # the spec plans to the same run_id with today's data and engine
+
+
+def _markdown_to_html(text: str) -> str:
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text)).replace("`", "")
+
+
+def _table(frame: pd.DataFrame, highlight: int | None = None) -> str:
+    rows = []
+    for index, row in enumerate(frame.itertuples(index=False)):
+        cells = "".join(f"<td>{html.escape(_cell(value))}</td>" for value in row)
+        rows.append(f"<tr{' class=chosen' if index == highlight else ''}>{cells}</tr>")
+    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in frame.columns)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#1d2b36;line-height:1.5}
+h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}table{border-collapse:collapse;
+font-size:.9em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}tr.chosen{background:#fff3cd;
+font-weight:600}pre{background:#f6f8fa;padding:1em;overflow-x:auto}.note{color:#555;font-size:.9em}"""
+
+
+def build_export(run_id: str, store: ResultStore, metric: str = "accuracy") -> ExportBundle:
+    record = store.get(run_id)
+    if record is None:
+        raise ConfigError(f"No run {run_id!r} in {store.path}: list runs with `frontier results`.")
+    if record["status"] != "ok":
+        raise ConfigError(f"Run {run_id} failed ({record['error']}): export a successful run.")
+    config = RunConfig.from_dict(record["config"])
+    spec = spec_for_run(config)
+    plan = plan_sweep(spec, None)
+    reproduces = plan.run_ids == (run_id,)
+    config_yaml = (
+        f"# Reproduces run {run_id} ({config.technique} on {config.dataset}); exported "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by engine {ENGINE_VERSION}.\n"
+        f"# frontier sweep --config config.yaml   (answered from the cache when the store holds it)\n"
+        + yaml.safe_dump(spec.to_mapping(), sort_keys=False)
+    )
+    runs = store.dataframe(dataset=config.dataset)
+    records = store.records(dataset=config.dataset)
+    report = _render_report(record, config, runs, records, metric, config_yaml, reproduces)
+    return ExportBundle(run_id=run_id, config_yaml=config_yaml, report_html=report, reproduces=reproduces)
+
+
+def write_export(bundle: ExportBundle, out_dir: str | Path) -> tuple[Path, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(bundle.config_yaml)
+    (out / "report.html").write_text(bundle.report_html, encoding="utf-8")
+    return out / "config.yaml", out / "report.html"
+
+
+def _render_report(record, config: RunConfig, runs, records, metric, config_yaml, reproduces) -> str:
+    if record.get("epsilon") is None:
+        summary = None
+        sentences = ["This is a non-private run: it carries no privacy guarantee and must not be released."]
+    else:
+        summary = summarise_decision(runs, records, record["run_id"], metric)
+        sentences = [summary.sentences[key] for key in ("budget", "given_up", "search")]
+    front, reference = frontier_view(runs, config.dataset, metric)
+    chosen_point = (summary.epsilon, summary.metric_mean) if summary else None
+    figures = [frontier_figure(front, reference, metric, chosen=chosen_point)] if not front.empty else []
+    figures.append(cost_figure(cost_view(runs, config.dataset, metric, "train_seconds"), metric, "train_seconds"))
+    charts = "".join(figure.to_html(full_html=False, include_plotlyjs=(index == 0), default_width="100%")
+                     for index, figure in enumerate(figures))
+    candidates = rank_candidates(runs, DecisionConstraints(dataset=config.dataset, metric=metric))
+    highlight = None
+    if not candidates.empty:
+        candidates = candidates.head(12).reset_index(drop=True)
+        matches = candidates.index[candidates["run_id"] == record["run_id"]]
+        highlight = int(matches[0]) if len(matches) else None
+        candidates = candidates[["technique", "model", "target_epsilon", "epsilon", "accountant", "max_grad_norm",
+                                 "metric_mean", "metric_std", "seeds", "cost_mean", "run_id"]].rename(
+            columns={"metric_mean": f"{metric} (mean)", "metric_std": "± std", "cost_mean": "train s"})
+    info = get_dataset_info(config.dataset)
+    run_fields = pd.DataFrame([(key, record.get(key)) for key in (
+        "run_id", "dataset", "technique", "model", "seed", "target_epsilon", "epsilon", "accountant", "delta",
+        "noise_multiplier", "max_grad_norm", "sample_rate", "steps", "epochs", "batch_size", "learning_rate",
+        "accuracy", "balanced_accuracy", "roc_auc", "train_seconds", "peak_memory_mb", "device", "created_at")],
+        columns=["field", "value"])
+    versions = pd.DataFrame(sorted((record.get("versions") or {}).items()), columns=["library", "version"])
+    composition = summary.composition if summary else None
+    derived = record.get("data_derived_bounds") or []
+    title = (f"{config.technique} on {config.dataset} at ε = {record['epsilon']:.3g} "
+             f"({epsilon_label(record.get('accountant'), record.get('delta'))})" if summary
+             else f"{config.technique} on {config.dataset} (no privacy)")
+    parts = [
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Privacy Frontier report: {html.escape(title)}"
+        f"</title><style>{STYLE}</style></head><body>",
+        f"<h1>Privacy budget decision: {html.escape(title)}</h1>",
+        f"<p class=note>Run {html.escape(record['run_id'])}; exported {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
+        f"by Privacy Frontier engine {ENGINE_VERSION}.</p>",
+        "<h2>In plain language</h2>", *(f"<p>{_markdown_to_html(text)}</p>" for text in sentences),
+        "<h2>The chosen run against its alternatives</h2>",
+        _table(candidates, highlight) if not candidates.empty else "<p>No private alternatives were measured.</p>",
+        "<p class=note>Configurations are pooled over seeds; ε is the largest over seeds, as reported by the named "
+        "accountant.</p>", "<h2>Charts</h2>", charts, "<h2>The chosen run</h2>", _table(run_fields),
+        "<h2>What the whole sweep spent</h2>",
+        (f"<p>{composition.n_private} private runs on this data composed: ε = {composition.epsilon:.4g} at δ = "
+         f"{composition.delta:.0e} ({html.escape(composition.accountant)}); mechanisms: "
+         f"{html.escape(', '.join(f'{k} × {v}' for k, v in composition.mechanisms.items()))}.</p>") if composition else "",
+        "<h2>Data</h2>",
+        f"<p>{html.escape(info.title)}: {html.escape(info.description)}</p>",
+        f"<p>Training rows: {record.get('n_train')}; dataset fingerprint <code>{html.escape(str(record.get('dataset_fingerprint')))}"
+        f"</code>; split: {html.escape(info.split.get('description', ''))}; licence: {html.escape(info.licence)}.</p>",
+        f"<p>Provenance: {html.escape(info.provenance)}</p>",
+        f"<p>Preprocessing bounds: {'public domain knowledge (no privacy spent)' if not derived else 'computed from the data for ' + html.escape(', '.join(derived)) + ' — not covered by ε'}.</p>",
+        "<h2>Reproduce it</h2>", f"<pre>{html.escape(config_yaml)}</pre>",
+        f"<p class=note>{'This spec plans to the same run id with the current data and engine.' if reproduces else 'Warning: with the current data or engine version this spec plans to a different run id: the data or the engine changed since the run.'}</p>",
+        "<h2>Library versions</h2>", _table(versions), "</body></html>",
+    ]
+    return "".join(parts)

@@ -1,0 +1,112 @@
+"""Composition of a sweep, the compliance summary, and the export round trip."""
+
+import math
+
+import pytest
+import yaml
+from dp_accounting import dp_event
+from dp_accounting.pld import pld_privacy_accountant
+from dp_accounting.rdp import rdp_privacy_accountant
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.config import SweepSpec
+from engine.decide import DecisionConstraints, membership_bound, rank_candidates, summarise_decision
+from engine.privacy.composition import compose_runs
+from engine.report import build_export, write_export
+from engine.sweep import run_sweep
+
+SPEC = SweepSpec(dataset="breast-cancer", techniques=("baseline", "dp-sgd"), epsilons=(0.5, 2.0),
+                 clipping_norms=(0.5, 1.0), seeds=(0, 1), epochs=2, batch_size=64, accountant="rdp")
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    from engine.store import ResultStore
+
+    path = tmp_path_factory.mktemp("decide") / "results.sqlite"
+    store = ResultStore(path)
+    report = run_sweep(SPEC, store=store, device="cpu")
+    assert report.failed == 0 and report.trained == 10
+    yield store
+    store.close()
+
+
+def _independent_events(records):
+    for record in records:
+        if record["status"] == "ok" and record["noise_multiplier"] is not None:
+            yield dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(
+                record["sample_rate"], dp_event.GaussianDpEvent(record["noise_multiplier"])), record["steps"])
+
+
+def test_composed_epsilon_agrees_with_independent_dp_accounting(swept):
+    records = swept.records()
+    composed = compose_runs(records, delta=1e-5)
+    assert composed.n_private == 8 and composed.n_non_private == 2
+    pld = pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-4)
+    rdp = rdp_privacy_accountant.RdpAccountant()
+    for event in _independent_events(records):
+        pld.compose(event)
+        rdp.compose(event)
+    assert composed.epsilon == pytest.approx(pld.get_epsilon(1e-5), rel=0.01)
+    assert composed.epsilon <= rdp.get_epsilon(1e-5)  # RDP is the looser bound
+    single = max(r["epsilon"] for r in records if r["epsilon"] is not None)
+    assert composed.epsilon > single  # the search costs more than any one run
+
+
+def test_pure_epsilon_runs_compose_as_worst_case():
+    records = [{"status": "ok", "epsilon": 1.0, "delta": 0.0}, {"status": "ok", "epsilon": 1.0, "delta": 0.0}]
+    composed = compose_runs(records, delta=1e-5)
+    assert 1.0 < composed.epsilon <= 2.0  # at most basic composition, and more than one run
+    assert compose_runs([], delta=1e-5).epsilon == 0.0
+
+
+def test_rank_candidates_respects_constraints(swept):
+    runs = swept.dataframe()
+    everything = rank_candidates(runs, DecisionConstraints(dataset="breast-cancer"))
+    assert len(everything) == 4  # 2 epsilons x 2 clipping norms, pooled over seeds
+    assert list(everything["metric_mean"]) == sorted(everything["metric_mean"], reverse=True)
+    tight = rank_candidates(runs, DecisionConstraints(dataset="breast-cancer", max_epsilon=1.0))
+    assert (tight["epsilon"] <= 1.0).all() and len(tight) == 2
+    assert rank_candidates(runs, DecisionConstraints(dataset="breast-cancer", min_metric=1.0)).empty
+    with pytest.raises(Exception, match="must be positive"):
+        rank_candidates(runs, DecisionConstraints(dataset="breast-cancer", max_epsilon=0))
+
+
+def test_summary_speaks_plainly_with_the_right_numbers(swept):
+    runs = swept.dataframe()
+    best = rank_candidates(runs, DecisionConstraints(dataset="breast-cancer")).iloc[0]
+    summary = summarise_decision(runs, swept.records(), best["run_id"])
+    assert summary.epsilon == pytest.approx(best["epsilon"])
+    assert summary.odds_factor == pytest.approx(math.exp(summary.epsilon))
+    assert summary.membership_bounds[0.01] == pytest.approx(min(1, math.exp(summary.epsilon) * 0.01 + 1e-5))
+    assert summary.seeds == 2 and summary.baseline_mean is not None
+    assert summary.given_up_points == pytest.approx((summary.baseline_mean - summary.metric_mean) * 100)
+    text = " ".join(summary.sentences.values())
+    assert f"×{math.exp(summary.epsilon):.3g}" in text and "RDP accountant" in text
+    assert "composed" in text and f"{summary.composition.epsilon:.3g}" in text
+    assert membership_bound(1.0, 0.0, 0.01) == pytest.approx(math.e / 100)
+
+
+def test_export_round_trip_trains_nothing_and_returns_the_run_id(swept, tmp_path):
+    run_id = swept.records(technique="dp-sgd")[0]["run_id"]
+    bundle = build_export(run_id, swept)
+    assert bundle.reproduces
+    spec = yaml.safe_load(bundle.config_yaml)
+    assert spec["techniques"] == ["dp-sgd"] and len(spec["epsilons"]) == 1
+    assert "<script" in bundle.report_html and "Plotly" in bundle.report_html  # charts inline: opens offline
+    assert run_id in bundle.report_html and "composed" in bundle.report_html
+    config_path, report_path = write_export(bundle, tmp_path / "out")
+    result = CliRunner().invoke(app, ["sweep", "--config", str(config_path), "--store", str(swept.path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "0 trained, 1 cached" in result.output and f"run ids: {run_id}" in result.output
+
+
+def test_cli_export_writes_both_files(swept, tmp_path):
+    run_id = swept.records(technique="baseline")[0]["run_id"]
+    out = tmp_path / "baseline-export"
+    result = CliRunner().invoke(app, ["export", run_id, "--out", str(out), "--store", str(swept.path)])
+    assert result.exit_code == 0, result.output
+    assert (out / "config.yaml").exists() and "no privacy" in (out / "report.html").read_text()
+    missing = CliRunner().invoke(app, ["export", "nope", "--out", str(out), "--store", str(swept.path)])
+    assert missing.exit_code != 0 and "No run 'nope'" in missing.output
