@@ -11,6 +11,8 @@ import plotly.graph_objects as go
 from engine.frontier import ACCOUNTANT_NAMES, COST_METRICS
 
 BASELINE_DASHES = ("dash", "dot", "dashdot", "longdash")
+# One colour per technique · model; red is kept for the Pareto-front circles.
+PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 
 
 def _number(value, spec: str = "g", missing: str = "—") -> str:
@@ -82,21 +84,21 @@ def frontier_figure(front: pd.DataFrame, reference: pd.DataFrame, metric: str = 
     mean, std = f"{metric}_mean", f"{metric}_std"
     label = metric.replace("_", " ")
     figure = go.Figure()
-    for (technique, model), points in front.groupby(["technique", "model"], sort=True):
+    for index, ((technique, model), points) in enumerate(front.groupby(["technique", "model"], sort=True)):
+        color = PALETTE[index % len(PALETTE)]
         points = points.sort_values("epsilon")
         hover = [_hover(row, technique, model, label, mean, std) for row in points.itertuples(index=False)]
         name = f"{technique} · {model}"
         # Several clipping norms per target epsilon would make a line zigzag: the band and line follow the best
         # configuration per epsilon, every configuration stays a marker.
         best = points.sort_values(mean, ascending=False).drop_duplicates("target_epsilon").sort_values("epsilon")
-        trace = figure.add_trace(go.Scatter(x=best["epsilon"], y=best[mean], mode="lines", name=name,
-                                            legendgroup=name, hoverinfo="skip"))
-        color = trace.data[-1].line.color or None
+        figure.add_trace(go.Scatter(x=best["epsilon"], y=best[mean], mode="lines", name=name, line=dict(color=color),
+                                    legendgroup=name, hoverinfo="skip"))
         if show_band and (best[std] > 0).any():
             figure.add_trace(go.Scatter(
                 x=pd.concat([best["epsilon"], best["epsilon"][::-1]]),
                 y=pd.concat([best[mean] + best[std], (best[mean] - best[std])[::-1]]),
-                fill="toself", mode="lines", line=dict(width=0), opacity=0.18, legendgroup=name, showlegend=False,
+                fill="toself", mode="lines", line=dict(width=0, color=color), opacity=0.18, legendgroup=name, showlegend=False,
                 hoverinfo="skip", name=f"{name} ±1 std"))
         figure.add_trace(go.Scatter(x=points["epsilon"], y=points[mean], mode="markers", marker=dict(size=8, color=color),
                                     legendgroup=name, showlegend=False, hovertext=hover, hoverinfo="text", name=name,
@@ -127,11 +129,11 @@ def cost_figure(points: pd.DataFrame, metric: str, cost: str) -> go.Figure:
     """Metric against a cost (training seconds, memory, later bytes or latency), private and non-private."""
     label, unit = COST_METRICS[cost]
     figure = go.Figure()
-    for (technique, model), group in points.groupby(["technique", "model"], sort=True):
+    for index, ((technique, model), group) in enumerate(points.groupby(["technique", "model"], sort=True)):
         epsilon_text = [f"ε = {e:.3g}" if pd.notna(e) else "no privacy" for e in group["epsilon"]]
         figure.add_trace(go.Scatter(
             x=group["cost_mean"], y=group["metric_mean"], mode="markers", name=f"{technique} · {model}",
-            marker=dict(size=9), hoverinfo="text",
+            marker=dict(size=9, color=PALETTE[index % len(PALETTE)]), hoverinfo="text",
             hovertext=[f"<b>{technique} · {model}</b><br>{text} · C = {_number(c)}<br>{metric} = {m:.4f}<br>"
                        f"{label} = {v:.3g} {unit}" for text, c, m, v in
                        zip(epsilon_text, group["max_grad_norm"], group["metric_mean"], group["cost_mean"])]))

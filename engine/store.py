@@ -179,3 +179,27 @@ class ResultStore:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def store_signature(path: str | os.PathLike | None = None) -> tuple:
+    """Changes whenever a run is written (WAL mode writes the -wal file first): a cheap cache key for readers."""
+    base = resolve_store_path(path)
+    signature = []
+    for part in (base, base.with_name(base.name + "-wal")):
+        try:
+            stat = part.stat()
+            signature.append((stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            signature.append(None)
+    return tuple(signature)
+
+
+def read_runs(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """All runs as a DataFrame with numeric columns as floats; empty when there is no store yet (never creates one)."""
+    from engine.frontier import numeric_runs
+
+    resolved = resolve_store_path(path)
+    if not resolved.exists():
+        return pd.DataFrame(columns=COLUMN_NAMES)
+    with ResultStore(resolved, create=False) as store:
+        return numeric_runs(store.dataframe())

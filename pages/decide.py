@@ -1,6 +1,129 @@
-"""decide page (being built for issue 3)."""
+"""Decide: pick a budget under constraints, explain it to a compliance audience, export it."""
+
+from __future__ import annotations
 
 import streamlit as st
 
+from engine.charts import frontier_figure
+from engine.decide import DecisionConstraints, rank_candidates, summarise_decision
+from engine.errors import EngineError
+from engine.frontier import COST_METRICS, available_costs, epsilon_label, frontier_view
+from engine.report import build_export
+from engine.store import ResultStore, resolve_store_path, store_signature
+from ui.common import METRIC_LABELS, dataset_picker, load_runs, metric_picker, no_runs_hint
+
+
+@st.cache_data(show_spinner="Composing every run of the sweep (dp-accounting PLD)…")
+def decision(path: str, signature: tuple, run_id: str, metric: str):  # noqa: ARG001 - signature keys the cache
+    with ResultStore(path, create=False) as store:
+        return summarise_decision(store.dataframe(), store.records(), run_id, metric)
+
+
+@st.cache_data(show_spinner="Writing the report…")
+def export(path: str, signature: tuple, run_id: str, metric: str):  # noqa: ARG001
+    with ResultStore(path, create=False) as store:
+        return build_export(run_id, store, metric)
+
+
 st.title("Decide")
-st.info("This page is being built.")
+st.caption("Set what you can accept, pick a candidate, and take a plain-language summary and a reproducible "
+           "configuration to your compliance team.")
+
+try:
+    runs = load_runs()
+except EngineError as exc:
+    st.error(str(exc))
+    st.stop()
+if runs.empty:
+    no_runs_hint()
+    st.stop()
+
+with st.container(horizontal=True):
+    dataset = dataset_picker(runs, key="decide_dataset")
+    metric = metric_picker(key="decide_metric")
+label = METRIC_LABELS[metric]
+costs = available_costs(runs[runs["dataset"] == dataset]) or ["train_seconds"]
+
+st.subheader("Constraints")
+with st.container(horizontal=True):
+    max_epsilon = st.number_input("Largest acceptable ε (0 = any)", min_value=0.0, value=0.0, step=0.5,
+                                  key="decide_max_epsilon", help="Smaller ε is stronger privacy.")
+    min_metric = st.number_input(f"Smallest acceptable {label} (0 = any)", min_value=0.0, max_value=1.0, value=0.0,
+                                 step=0.01, format="%.3f", key="decide_min_metric")
+    cost = st.selectbox("Cost", costs, format_func=lambda column: COST_METRICS[column][0], key="decide_cost")
+    max_cost = st.number_input(f"Largest acceptable {COST_METRICS[cost][0]} ({COST_METRICS[cost][1]}, 0 = any)",
+                               min_value=0.0, value=0.0, key="decide_max_cost")
+
+try:
+    constraints = DecisionConstraints(dataset=dataset, metric=metric, max_epsilon=max_epsilon or None,
+                                      min_metric=min_metric or None, cost=cost, max_cost=max_cost or None)
+    candidates = rank_candidates(runs, constraints)
+except EngineError as exc:
+    st.error(str(exc))
+    st.stop()
+
+if candidates.empty:
+    st.warning("No private configuration meets every constraint: relax one, or measure more on the Sweep page.")
+    st.stop()
+
+st.subheader(f"{len(candidates)} candidate configuration(s)")
+shown = candidates.assign(
+    privacy=[epsilon_label(a, d) for a, d in zip(candidates["accountant"], candidates["delta"])],
+)[["technique", "model", "target_epsilon", "epsilon", "privacy", "max_grad_norm", "metric_mean", "metric_std",
+   "cost_mean", "seeds", "run_id"]]
+picked = st.dataframe(
+    shown, key="decide_candidates", hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+    placeholder="—",
+    column_config={
+        "target_epsilon": st.column_config.NumberColumn("target ε", format="%.3g"),
+        "epsilon": st.column_config.NumberColumn("ε", format="%.3f", help="Largest over seeds, by the accountant named."),
+        "max_grad_norm": st.column_config.NumberColumn("clipping C", format="%.3g"),
+        "metric_mean": st.column_config.NumberColumn(f"{label} (mean)", format="%.4f"),
+        "metric_std": st.column_config.NumberColumn("± std", format="%.4f"),
+        "cost_mean": st.column_config.NumberColumn(f"{COST_METRICS[cost][0]} ({COST_METRICS[cost][1]})", format="%.3g"),
+    },
+)
+rows = picked.selection.get("rows", [])
+row = candidates.iloc[rows[0] if rows else 0]
+st.caption("Ranked by mean " + label + ", then by lower ε. " + ("Showing the top candidate: select a row to choose another."
+                                                                 if not rows else "Your choice is shown below."))
+
+path = resolve_store_path()
+try:
+    summary = decision(str(path), store_signature(path), row["run_id"], metric)
+except EngineError as exc:
+    st.error(str(exc))
+    st.stop()
+
+st.subheader(f"The choice: {row['technique']} · {row['model']} at ε = {summary.epsilon:.3g}")
+with st.container(horizontal=True):
+    st.metric("ε of this run", f"{summary.epsilon:.3g}", help=summary.accountant_label)
+    st.metric("odds can change by at most", f"×{summary.odds_factor:.3g}")
+    if summary.given_up_points is not None:
+        st.metric(f"{label} given up", f"{summary.given_up_points:.2g} points")
+    st.metric("whole sweep composed", f"ε = {summary.composition.epsilon:.3g}",
+              help=f"{summary.composition.n_private} private runs, {summary.composition.accountant}")
+for key in ("budget", "given_up", "search"):
+    st.markdown(summary.sentences[key])
+
+front, reference = frontier_view(runs, dataset, metric)
+if not front.empty:
+    st.plotly_chart(frontier_figure(front, reference, metric, chosen=(summary.epsilon, summary.metric_mean)),
+                    key="decide_chart", width="stretch")
+
+st.subheader("Export")
+try:
+    bundle = export(str(path), store_signature(path), row["run_id"], metric)
+except EngineError as exc:
+    st.error(str(exc))
+    st.stop()
+if not bundle.reproduces:
+    st.warning("The data or the engine changed since this run: the exported spec would train a new run.")
+with st.container(horizontal=True):
+    st.download_button("config.yaml", bundle.config_yaml, file_name="config.yaml", mime="application/x-yaml",
+                       key="decide_download_config", icon=":material/download:")
+    st.download_button("report.html", bundle.report_html, file_name="report.html", mime="text/html",
+                       key="decide_download_report", icon=":material/download:")
+st.caption(f"`frontier sweep --config config.yaml` reproduces run `{row['run_id']}` exactly (answered from the cache "
+           f"when this store holds it); the same export from a terminal: `frontier export {row['run_id']} --out DIR`. "
+           "The report is one self-contained HTML file that opens offline.")

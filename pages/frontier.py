@@ -1,6 +1,97 @@
-"""frontier page (being built for issue 3)."""
+"""Frontier: the privacy-utility trade-off measured on a dataset, its cost, and the clipping heatmap."""
 
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
+from engine.charts import clipping_heatmap, cost_figure, frontier_figure
+from engine.errors import EngineError
+from engine.frontier import COST_METRICS, available_costs, clipping_grid, cost_view, frontier_view
+from engine.techniques import get_technique_class, technique_names
+from ui.common import METRIC_LABELS, dataset_picker, load_runs, metric_picker, no_runs_hint
+
 st.title("Frontier")
-st.info("This page is being built.")
+st.caption("Each point is one configuration, pooled over its seeds. Lower ε is stronger privacy; the dashed line "
+           "is the same model trained without privacy.")
+
+try:
+    runs = load_runs()
+except EngineError as exc:
+    st.error(str(exc))
+    st.stop()
+
+if runs.empty:
+    no_runs_hint()
+    st.stop()
+
+with st.container(horizontal=True):
+    dataset = dataset_picker(runs, key="frontier_dataset")
+    metric = metric_picker(key="frontier_metric")
+on_data = runs[runs["dataset"] == dataset]
+known = set(technique_names())
+techniques = sorted(t for t in on_data["technique"].dropna().unique() if t in known)
+models = sorted(on_data["model"].dropna().unique())
+with st.container(horizontal=True):
+    chosen_techniques = st.multiselect("Techniques", techniques, default=techniques, key="frontier_techniques")
+    chosen_models = st.multiselect("Models", models, default=models, key="frontier_models")
+
+front, reference = frontier_view(runs, dataset, metric, chosen_techniques, chosen_models)
+n_ok, n_failed = int((on_data["status"] == "ok").sum()), int((on_data["status"] != "ok").sum())
+label = METRIC_LABELS[metric]
+
+st.subheader(f"{label.capitalize()} against privacy budget")
+if front.empty:
+    if reference.empty:
+        st.warning(f"No successful private runs on {dataset} for this selection ({n_failed} failed: see below).")
+    else:
+        st.info(f"Only non-private runs on {dataset} so far: add private ones on the Sweep page.", icon="ℹ️")
+    selected_points = []
+else:
+    event = st.plotly_chart(frontier_figure(front, reference, metric), key="frontier_chart", width="stretch",
+                            on_select="rerun", selection_mode="points")
+    st.caption(f"{n_ok} successful and {n_failed} failed run(s) on {dataset}. ε is the largest over a configuration's "
+               "seeds, as reported by the accountant named on the axis for the training actually done. Circled points "
+               f"are on the Pareto front (no other configuration has lower ε and higher {label}). Picking the best "
+               "configuration from these runs spends privacy too: the Decide page shows what the whole sweep cost. "
+               "Select a point to see its runs.")
+    selected_points = [point.get("customdata") for point in event.selection.get("points", []) if point.get("customdata")]
+
+for technique, model, target_epsilon, clip in selected_points:
+    mask = (on_data["technique"] == technique) & (on_data["model"] == model) & (on_data["target_epsilon"] == target_epsilon)
+    no_clip = clip is None or pd.isna(clip)
+    mask &= on_data["max_grad_norm"].isna() if no_clip else (on_data["max_grad_norm"] == clip)
+    st.markdown(f"**Runs of {technique} · {model}, target ε {target_epsilon:g}" + ("**" if no_clip else f", C {clip:g}**"))
+    st.dataframe(on_data[mask][["run_id", "seed", "epsilon", "accountant", "delta", "noise_multiplier", metric,
+                                "train_seconds", "device", "created_at"]],
+                 hide_index=True, width="stretch", key=f"frontier_selected_{technique}_{model}_{target_epsilon}_{clip}")
+
+st.subheader(f"{label.capitalize()} against cost")
+costs = available_costs(on_data)
+if costs:
+    cost = st.selectbox("Cost", costs, format_func=lambda column: COST_METRICS[column][0], key="frontier_cost")
+    points = cost_view(runs, dataset, metric, cost)
+    points = points[points["technique"].isin(chosen_techniques) & points["model"].isin(chosen_models)]
+    st.plotly_chart(cost_figure(points, metric, cost), key="frontier_cost_chart", width="stretch")
+else:
+    st.caption("No cost measured yet.")
+
+st.subheader("Clipping norm against budget")
+clipping = [t for t in chosen_techniques if get_technique_class(t).uses_clipping]
+if not clipping:
+    st.caption("None of the selected techniques clips gradients, so there is no clipping norm to compare.")
+else:
+    with st.container(horizontal=True):
+        heat_technique = st.selectbox("Technique", clipping, key="frontier_heat_technique")
+        heat_model = st.selectbox("Model", chosen_models or models, key="frontier_heat_model")
+    grid = clipping_grid(runs, dataset, heat_technique, heat_model, metric)
+    if grid.empty:
+        st.caption("No runs for this technique and model.")
+    else:
+        st.plotly_chart(clipping_heatmap(grid, metric), key="frontier_heatmap", width="stretch")
+        st.caption(f"Mean {label} over seeds for each target ε and clipping norm C.")
+
+with st.expander(f"All runs on {dataset} ({n_ok} ok, {n_failed} failed)", expanded=n_failed > 0, key="frontier_runs"):
+    table = on_data[["run_id", "status", "technique", "model", "seed", "target_epsilon", "epsilon", "accountant",
+                     "max_grad_norm", metric, "train_seconds", "error"]]
+    st.dataframe(table, hide_index=True, width="stretch", key="frontier_runs_table", placeholder="—")

@@ -1,0 +1,47 @@
+"""Cached loaders and widgets that several pages share."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from engine.data import dataset_names
+from engine.frontier import METRICS
+from engine.store import read_runs, resolve_store_path, store_signature
+
+METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC"}
+
+
+@st.cache_data(show_spinner=False)
+def _runs(path: str, signature: tuple) -> pd.DataFrame:  # noqa: ARG001 - the signature is the cache key
+    return read_runs(path)
+
+
+def load_runs() -> pd.DataFrame:
+    """Every run in the store, re-read only when the store changed."""
+    path = resolve_store_path()
+    return _runs(str(path), store_signature(path))
+
+
+def dataset_picker(runs: pd.DataFrame, key: str) -> str | None:
+    """A dataset that has runs; preselects the one chosen on another page (session key `selected_dataset`)."""
+    order = {name: index for index, name in enumerate(dataset_names())}
+    names = sorted(runs["dataset"].dropna().unique(), key=lambda name: (order.get(name, len(order)), name))
+    if not names:
+        return None
+    wanted = st.session_state.get("selected_dataset")
+    chosen = st.selectbox("Dataset", names, index=names.index(wanted) if wanted in names else 0, key=key,
+                          help="Datasets with runs in the result store.")
+    st.session_state["selected_dataset"] = chosen
+    return chosen
+
+
+def metric_picker(key: str) -> str:
+    return st.selectbox("Metric", METRICS, format_func=METRIC_LABELS.get, key=key,
+                        help="Balanced accuracy and ROC AUC are fairer than accuracy when one class is rare.")
+
+
+def no_runs_hint() -> None:
+    st.info("No runs yet. Go to **Sweep** and press *Run the demo sweep*, or run "
+            "`frontier sweep --dataset adult` in a terminal.", icon="ℹ️")
+    st.page_link("pages/sweep.py", label="Go to the Sweep page", icon=":material/play_circle:")
