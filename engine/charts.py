@@ -153,3 +153,22 @@ def clipping_heatmap(grid: pd.DataFrame, metric: str) -> go.Figure:
     figure.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="target ε",
                          yaxis_title="clipping norm C", xaxis_type="category", yaxis_type="category")
     return figure
+
+
+def local_global_figure(table: pd.DataFrame, metric: str) -> go.Figure:
+    """Grouped bars at each target epsilon: every global-DP technique next to every local-DP one."""
+    figure = go.Figure()
+    for index, ((privacy_model, technique, model), group) in enumerate(
+            table.groupby(["privacy_model", "technique", "model"], sort=True)):
+        figure.add_trace(go.Bar(
+            x=[format(e, "g") for e in group["target_epsilon"]], y=group["metric_mean"],
+            error_y=dict(type="data", array=group["metric_std"]), name=f"{technique} · {model} ({privacy_model} DP)",
+            marker=dict(color=PALETTE[index % len(PALETTE)], pattern_shape="/" if privacy_model == "local" else ""),
+            hovertemplate=f"{technique} · {model}, {privacy_model} DP<br>target ε %{{x}}: %{{y:.4f}}<extra></extra>"))
+    values = (table["metric_mean"] - table["metric_std"]).to_numpy(float)
+    low = max(0.0, float(np.nanmin(values)) - 0.05) if len(values) else 0.0
+    figure.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=40, b=10),
+                         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
+                         xaxis_title="target ε (equal budget)", yaxis_title=metric.replace("_", " "),
+                         yaxis_range=[low, 1.0])
+    return figure

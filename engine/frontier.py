@@ -118,3 +118,19 @@ def clipping_grid(runs: pd.DataFrame, dataset: str, technique: str, model: str, 
                                & (runs["model"] == model) & (runs["status"] == "ok")])
     chosen = chosen[chosen["max_grad_norm"].notna()]
     return chosen.pivot_table(index="max_grad_norm", columns="target_epsilon", values=metric, aggfunc="mean")
+
+
+def local_global_view(runs: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
+    """Mean metric per (privacy model, technique, model, target epsilon) at the epsilons where both local and
+    global DP runs exist: the gap local DP costs at equal budget. Empty when either side is missing."""
+    ok = numeric_runs(runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")])
+    ok = ok[ok["privacy_model"].isin(["local", "global"]) & ok["target_epsilon"].notna()]
+    shared = set(ok.loc[ok["privacy_model"] == "local", "target_epsilon"]) & set(
+        ok.loc[ok["privacy_model"] == "global", "target_epsilon"])
+    ok = ok[ok["target_epsilon"].isin(shared)]
+    if ok.empty:
+        return pd.DataFrame(columns=["privacy_model", "technique", "model", "target_epsilon", "metric_mean", "metric_std", "seeds"])
+    grouped = ok.groupby(["privacy_model", "technique", "model", "target_epsilon"])
+    table = grouped.agg(metric_mean=(metric, "mean"), metric_std=(metric, "std"), seeds=("seed", "nunique")).reset_index()
+    table["metric_std"] = table["metric_std"].fillna(0.0)
+    return table.sort_values(["target_epsilon", "privacy_model", "technique"]).reset_index(drop=True)

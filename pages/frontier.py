@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine.charts import clipping_heatmap, cost_figure, frontier_figure
+from engine.charts import clipping_heatmap, cost_figure, frontier_figure, local_global_figure
 from engine.errors import EngineError
-from engine.frontier import COST_METRICS, available_costs, clipping_grid, cost_view, frontier_view
+from engine.frontier import (COST_METRICS, available_costs, clipping_grid, cost_view, frontier_view,
+                             local_global_view)
 from engine.techniques import get_technique_class, technique_names
 from ui.common import METRIC_LABELS, dataset_picker, load_runs, metric_picker, no_runs_hint
 
@@ -65,6 +66,14 @@ for technique, model, target_epsilon, clip in selected_points:
     st.dataframe(on_data[mask][["run_id", "seed", "epsilon", "accountant", "delta", "noise_multiplier", metric,
                                 "train_seconds", "device", "created_at"]],
                  hide_index=True, width="stretch", key=f"frontier_selected_{technique}_{model}_{target_epsilon}_{clip}")
+
+local_global = local_global_view(runs[runs["technique"].isin(chosen_techniques)], dataset, metric)
+if not local_global.empty:
+    st.subheader("Local against global DP at equal ε")
+    st.plotly_chart(local_global_figure(local_global, metric), key="frontier_local_global", width="stretch")
+    st.caption("Hatched bars: local DP (each record randomised by its owner before anyone sees it). Plain bars: "
+               "global DP (a trusted curator trains on the raw data and only the model is private). At the same ε, "
+               "the gap between them is what not trusting a curator costs.")
 
 st.subheader(f"{label.capitalize()} against cost")
 costs = available_costs(on_data)
