@@ -9,14 +9,14 @@ whatever is missing.
 from __future__ import annotations
 
 import itertools
-import os
+import multiprocessing
 import platform
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
-import multiprocessing
+
 
 from engine import ENGINE_VERSION
 from engine.config import RunConfig, SweepReport, SweepSpec
@@ -241,10 +241,6 @@ def run_sweep(spec: SweepSpec, *, store: ResultStore, workers: int = 1, device: 
         interrupted = True
     return SweepReport(total=total, cached=len(plan.cached_ids), trained=trained, failed=failed,
                        run_ids=plan.run_ids, interrupted=interrupted)
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def spec_for_run(config: RunConfig) -> SweepSpec:
