@@ -147,8 +147,8 @@ def sweep(
             bar.close()
             _fail(str(exc))
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            if previous is not None and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+                signal.signal(signal.SIGTERM, previous)  # no SIGTERM came; after one, a second must not kill the report
         bar.close()
     typer.echo(f"done: {report.trained} trained, {report.cached} cached, {report.failed} failed"
                f"{' (interrupted: rerun to finish)' if report.interrupted else ''}")
