@@ -1,9 +1,15 @@
-"""The dataset catalogue (datasets/catalogue.yaml): what each bundled dataset is and how to prepare it."""
+"""The dataset catalogue: what each dataset is and how to prepare it.
+
+Bundled datasets are declared in datasets/catalogue.yaml. Uploaded ones (engine/data/upload.py) each have a
+folder `<store folder>/datasets/<name>/` holding data.parquet and a catalogue.yaml in the same schema; they are
+re-read when they change (an upload, a replace, a delete), so every process sees the current set.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +17,7 @@ from typing import Any
 import yaml
 
 from engine.errors import ConfigError, DataError
+from engine.store import resolve_store_path
 
 DATASETS_DIR = Path(os.environ.get("FRONTIER_DATASETS", Path(__file__).resolve().parents[2] / "datasets"))
 
@@ -39,10 +46,20 @@ class DatasetInfo:
     bounds_source: str = "public"  # "public" (domain knowledge) or "data" (computed from the rows)
     numeric_bounds_from: str | None = None
     image: dict[str, Any] | None = None
+    origin: str = "bundled"  # "bundled" (datasets/catalogue.yaml) or "uploaded" (under the store folder)
+    folder: str | None = None  # the folder `file` lives in; None: the bundled datasets folder
+    data_derived_columns: tuple[str, ...] = ()  # uploads: columns whose bounds or categories were read from the rows
+    fingerprint: str | None = None  # uploads: the prepared data's fingerprint when registered
+    upload: dict[str, Any] | None = None  # uploads: filename, sha256, uploaded_at, warnings
 
     @property
     def is_image(self) -> bool:
         return self.image is not None
+
+    @property
+    def path(self) -> Path | None:
+        """The data file, or None for a dataset shipped inside a library (breast-cancer)."""
+        return Path(self.folder or DATASETS_DIR) / self.file if self.file else None
 
     def summary(self) -> dict[str, Any]:
         """The card shown by `frontier datasets` and the dashboard."""
@@ -59,7 +76,18 @@ class DatasetInfo:
             "bounds": self.bounds_source,
             "description": self.description,
             "provenance": self.provenance,
+            "origin": self.origin,
         }
+
+
+def parse_entry(name: str, values: dict[str, Any], folder: Path | None = None) -> DatasetInfo:
+    """One catalogue entry as a DatasetInfo; `folder` marks an uploaded dataset living there."""
+    values = dict(values)
+    for key in ("identifier_columns", "data_derived_columns"):
+        values[key] = tuple(values.get(key) or ())
+    if folder is not None:
+        values.update(origin="uploaded", folder=str(folder))
+    return DatasetInfo(name=name, **values)
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,20 +96,79 @@ def _read_catalogue() -> dict[str, DatasetInfo]:
     if not path.exists():
         raise DataError(f"Dataset catalogue not found at {path}: set FRONTIER_DATASETS to the folder holding catalogue.yaml.")
     raw = yaml.safe_load(path.read_text())
+    return {name: parse_entry(name, values) for name, values in raw.items()}
+
+
+def user_datasets_dir(store_path: str | os.PathLike | None = None) -> Path:
+    """Where uploads live: `datasets/` beside the result store (--store, $FRONTIER_STORE or ./.frontier)."""
+    return resolve_store_path(store_path).parent / "datasets"
+
+
+_USER_ENTRIES: dict[Path, tuple[tuple[int, int], DatasetInfo | None]] = {}  # catalogue.yaml -> (stat, entry)
+
+
+def _read_user_entry(path: Path) -> DatasetInfo | None:
+    stat = path.stat()
+    key = (stat.st_mtime_ns, stat.st_size)
+    cached = _USER_ENTRIES.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    name = path.parent.name
+    try:
+        info = parse_entry(name, (yaml.safe_load(path.read_text(encoding="utf-8")) or {})[name], path.parent)
+    except (yaml.YAMLError, KeyError, TypeError, OSError) as exc:
+        warnings.warn(f"Skipping uploaded dataset at {path}: unreadable catalogue entry ({exc}).", stacklevel=2)
+        info = None
+    _USER_ENTRIES[path] = (key, info)
+    return info
+
+
+def _user_catalogue(store_path: str | os.PathLike | None = None) -> dict[str, DatasetInfo]:
+    root = user_datasets_dir(store_path)
+    if not root.is_dir():
+        return {}
+    bundled = _read_catalogue()
     entries = {}
-    for name, values in raw.items():
-        values = dict(values)
-        values["identifier_columns"] = tuple(values.get("identifier_columns", ()))
-        entries[name] = DatasetInfo(name=name, **values)
+    for path in sorted(root.glob("*/catalogue.yaml")):
+        if path.parent.name.startswith("."):  # an upload being written or replaced
+            continue
+        try:
+            info = _read_user_entry(path)
+        except OSError:  # removed while we looked
+            continue
+        if info is not None and info.name not in bundled:
+            entries[info.name] = info
     return entries
 
 
-def dataset_names() -> list[str]:
+def catalogue_signature(store_path: str | os.PathLike | None = None) -> tuple:
+    """Changes whenever an upload is added, replaced or deleted (a cache key for dashboards)."""
+    root = user_datasets_dir(store_path)
+    signature = []
+    for path in sorted(root.glob("*/catalogue.yaml")) if root.is_dir() else ():
+        try:
+            stat = path.stat()
+            signature.append((str(path), stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            continue
+    return (str(root), *signature)
+
+
+def bundled_dataset_names() -> list[str]:
     return list(_read_catalogue())
 
 
-def get_dataset_info(name: str) -> DatasetInfo:
+def dataset_names(store_path: str | os.PathLike | None = None) -> list[str]:
+    """Bundled datasets in catalogue order, then uploads (alphabetical)."""
+    return [*_read_catalogue(), *_user_catalogue(store_path)]
+
+
+def get_dataset_info(name: str, store_path: str | os.PathLike | None = None) -> DatasetInfo:
     catalogue = _read_catalogue()
-    if name not in catalogue:
-        raise ConfigError(f"Unknown dataset {name!r}: choose one of {', '.join(catalogue)} (see `frontier datasets`).")
-    return catalogue[name]
+    if name in catalogue:
+        return catalogue[name]
+    uploads = _user_catalogue(store_path)
+    if name not in uploads:
+        raise ConfigError(f"Unknown dataset {name!r}: choose one of {', '.join([*catalogue, *uploads])} "
+                          "(see `frontier datasets`), or upload a CSV on the dashboard's Data page.")
+    return uploads[name]

@@ -2,19 +2,21 @@
 
 Every transformation uses only the catalogue's public bounds and category lists, never statistics of the
 private rows: clipping to declared bounds, scaling to [-1, 1], one-hot over declared categories. The one
-exception (breast-cancer, whose bounds exist only in the data) is recorded in `data_derived_bounds`.
+exception (breast-cancer, whose bounds exist only in the data) is recorded in `data_derived_bounds`, as are the
+columns of an uploaded table whose bounds or categories were read from its rows (DatasetInfo.data_derived_columns).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from engine.data.catalogue import DATASETS_DIR, DatasetInfo, get_dataset_info
+from engine.data.catalogue import DatasetInfo, get_dataset_info
 from engine.errors import DataError
 
 SUBSAMPLE_SEED = 0  # the subset for train_subsample is the same for every run: only its size varies
@@ -138,16 +140,23 @@ def _read_frame(info: DatasetInfo) -> pd.DataFrame:
 
         bunch = load_breast_cancer(as_frame=True)
         return bunch.frame
-    path = DATASETS_DIR / info.file
+    return pd.read_parquet(_data_path(info))
+
+
+def _data_path(info: DatasetInfo):
+    path = info.path
     if not path.exists():
-        raise DataError(f"Data file {path} is missing: restore it from the repository (datasets/{info.file}).")
-    return pd.read_parquet(path)
+        fix = ("upload the CSV again on the Data page" if info.origin == "uploaded"
+               else f"restore it from the repository (datasets/{info.file})")
+        raise DataError(f"Data file {path} of dataset {info.name!r} is missing: {fix}.")
+    return path
 
 
-def _prepare_table(info: DatasetInfo) -> PreparedDataset:
+def prepare_table(info: DatasetInfo) -> PreparedDataset:
+    """Encode a tabular dataset with its declared bounds and categories; split it with its fixed split."""
     frame = _read_frame(info)
     frame = frame.drop(columns=[c for c in (*info.identifier_columns, *info.drop_columns) if c in frame])
-    numeric, data_derived = dict(info.numeric), ()
+    numeric, data_derived = dict(info.numeric), tuple(info.data_derived_columns)
     if info.numeric_bounds_from == "sklearn_descr":
         # No public domain bounds exist; the dataset's documentation prints each column's min/max over
         # all rows. We use exactly those (computed here) and say so in every run record.
@@ -167,10 +176,7 @@ def _prepare_table(info: DatasetInfo) -> PreparedDataset:
 
 
 def _prepare_images(info: DatasetInfo) -> PreparedDataset:
-    path = DATASETS_DIR / info.file
-    if not path.exists():
-        raise DataError(f"Data file {path} is missing: restore it from the repository (datasets/{info.file}).")
-    arrays = np.load(path)
+    arrays = np.load(_data_path(info))
     low, high = info.image["pixel_bounds"]
 
     def scale(pixels: np.ndarray) -> np.ndarray:
@@ -187,8 +193,36 @@ def _prepare_images(info: DatasetInfo) -> PreparedDataset:
     )
 
 
-@functools.lru_cache(maxsize=4)
+_CACHE: OrderedDict[tuple, PreparedDataset] = OrderedDict()  # the 4 most recently used datasets
+_CACHE_LOCK = threading.Lock()
+
+
+def _version(info: DatasetInfo) -> tuple:
+    """Bundled files never change under a running process; an upload can be replaced: key it by its files."""
+    if info.origin != "uploaded":
+        return ()
+    try:
+        return tuple((stat.st_mtime_ns, stat.st_size) for stat in (info.path.stat(), (info.path.parent / "catalogue.yaml").stat()))
+    except OSError:
+        return ("missing",)
+
+
 def load_dataset(name: str) -> PreparedDataset:
-    """Prepared arrays of a catalogued dataset (cached per process)."""
+    """Prepared arrays of a catalogued or uploaded dataset (cached per process; a replaced upload is re-read)."""
     info = get_dataset_info(name)
-    return _prepare_images(info) if info.is_image else _prepare_table(info)
+    key = (name, info.folder, _version(info))
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    data = _prepare_images(info) if info.is_image else prepare_table(info)
+    with _CACHE_LOCK:
+        _CACHE[key] = data
+        while len(_CACHE) > 4:
+            _CACHE.popitem(last=False)
+    return data
+
+
+def clear_dataset_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
