@@ -1,0 +1,136 @@
+"""The Data page in headless Chromium: upload a real CSV through the file input, save it, see it kept.
+
+Uses Debian's Chromium at /usr/bin/chromium (never `playwright install`); skipped where it is absent.
+Set FRONTIER_SCREENSHOT_DIR to keep the screenshots (data_upload_form.png, data_upload_saved.png).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "loan_applications.csv"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+STARTUP_TIMEOUT_S = 60
+RENDER_TIMEOUT_MS = 60_000
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def dashboard(tmp_path):
+    """`streamlit run app.py` on a free port with an empty store folder; stopped at teardown."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's package (apt-get install chromium) to run browser tests")
+    store_path = tmp_path / "store" / "results.sqlite"
+    port = _free_port()
+    url = f"http://localhost:{port}"
+    streamlit = Path(sys.executable).with_name("streamlit")
+    command = [str(streamlit)] if streamlit.exists() else [sys.executable, "-m", "streamlit"]
+    env = {**os.environ, "FRONTIER_STORE": str(store_path), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    log = tmp_path / "streamlit.log"
+    with log.open("w") as log_file:
+        server = subprocess.Popen(
+            [*command, "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+             "--server.address", "localhost", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"streamlit exited with code {server.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer at {url}:\n{log.read_text()[-4000:]}")
+            time.sleep(0.3)
+        yield url, store_path
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=15)
+
+
+def _settle(page) -> None:
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_timeout(500)
+
+
+def _screenshot(page, path: Path) -> None:
+    page.wait_for_timeout(1500)  # tables draw on a canvas after their data arrives
+    height = page.evaluate("() => Math.max(...['stMain', 'stAppViewContainer'].map("
+                           "id => document.querySelector(`[data-testid=\"${id}\"]`)?.scrollHeight || 0))")
+    page.set_viewport_size({"width": 1440, "height": min(max(int(height), 1000), 12_000)})
+    page.wait_for_timeout(600)
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def test_upload_a_csv_in_chromium(dashboard, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, store_path = dashboard
+    shots = [tmp_path / "data_upload_form.png", tmp_path / "data_upload_saved.png"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(RENDER_TIMEOUT_MS)
+            page.goto(url, wait_until="domcontentloaded")
+            # Wait for the router's own navigation (a `pages/` folder makes Streamlit show its legacy one at first).
+            page.get_by_text("Result store").first.wait_for(state="visible")
+            page.locator('[data-testid="stSidebarNavLink"]', has_text="Data").first.click()  # as a user would
+            page.get_by_text("Choose a dataset").first.wait_for(state="visible")
+            page.get_by_text("Training rows").first.wait_for(state="visible")
+            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(FIXTURE))
+            page.get_by_text("look like identifiers").first.wait_for(state="visible")
+            _settle(page)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            _screenshot(page, shots[0])
+
+            page.get_by_role("button", name="Save dataset").click()
+            page.get_by_text("Saved as").first.wait_for(state="visible")
+            _settle(page)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+            page.get_by_text("your upload").first.wait_for(state="visible")  # the card now shows the upload
+            assert page.get_by_text("Result store").count() >= 1  # still inside the router
+            _screenshot(page, shots[1])
+        finally:
+            browser.close()
+
+    stored = pd.read_parquet(store_path.parent / "datasets" / "loan-applications" / "data.parquet")
+    assert not {"applicant_id", "full_name", "email", "phone", "national_id"} & set(stored.columns)
+    keep = os.environ.get("FRONTIER_SCREENSHOT_DIR")
+    for shot in shots:
+        assert shot.stat().st_size > 10_000
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, Path(keep) / shot.name)
