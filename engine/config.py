@@ -20,6 +20,11 @@ MODELS = ("logreg", "mlp", "cnn")
 DEVICES = ("auto", "cpu", "cuda")
 # Reaches down to 0.05 so the curve shows where accuracy starts to fall even on forgiving data (Adult).
 DEFAULT_EPSILONS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+# Federated learning (engine/federated): how training rows are split into clients, and the RunConfig fields
+# that only federated techniques set (None elsewhere, so other runs keep their cache keys).
+PARTITIONS = ("iid", "dirichlet", "natural", "quantity")
+FEDERATED_FIELDS = ("n_clients", "partition", "alpha", "partition_column", "rounds", "local_epochs",
+                    "clients_per_round", "secure_aggregation", "dropout", "mu", "compression")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,19 @@ class RunConfig:
     delta: float | None = None
     accountant: str | None = None
     train_subsample: int | None = None  # train on a fixed seeded subset of this many training rows
+    # Federated runs only (engine/federated; see FEDERATED_FIELDS). For them epochs = rounds x local_epochs.
+    n_clients: int | None = None  # clients the training rows are split into
+    partition: str | None = None  # iid | dirichlet | natural | quantity
+    alpha: float | None = None  # Dirichlet concentration (dirichlet: label skew; quantity: size skew)
+    partition_column: str | None = None  # natural: the column whose values are the silos
+    rounds: int | None = None  # communication rounds
+    local_epochs: int | None = None  # client epochs per round
+    clients_per_round: int | None = None  # fedavg: picked per round; dp-fedavg: expected (Poisson)
+    secure_aggregation: bool | None = None  # pairwise-masked sums (Bonawitz et al. 2017)
+    dropout: float | None = None  # chance that a picked client drops out mid-round
+    mu: float | None = None  # fedprox proximal term
+    compression: str | None = None  # upload compression: none | int8 | topk | topk:FRACTION
+    client: str | None = None  # single-silo: the one client trained alone
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -78,6 +96,19 @@ class SweepSpec:
     delta: float = 1e-5
     accountant: str = "prv"
     train_subsample: int | None = None
+    # Federated settings (used by federated techniques only; None = their defaults, see engine/techniques/federated.py)
+    n_clients: int | None = None
+    partition: str | None = None
+    alpha: float | None = None
+    partition_column: str | None = None
+    rounds: int | None = None
+    local_epochs: int | None = None
+    clients_per_round: int | None = None
+    secure_aggregation: bool | None = None
+    dropout: float | None = None
+    mu: float | None = None
+    compression: str | None = None
+    only_clients: tuple[str, ...] | None = None  # single-silo: these clients only (default: each client)
 
     def validate(self) -> "SweepSpec":
         """Check every value; return self so calls can chain. Raises ConfigError."""
@@ -115,13 +146,47 @@ class SweepSpec:
             raise ConfigError(f"hidden units must be an integer >= 1, got {self.hidden_units!r}.")
         if self.train_subsample is not None and not (isinstance(self.train_subsample, int) and self.train_subsample >= 2):
             raise ConfigError(f"train_subsample must be an integer >= 2 (or absent), got {self.train_subsample!r}.")
+        self._validate_federated()
         return self
+
+    def _validate_federated(self) -> None:
+        def positive_int(name, flag, minimum=1):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
+                raise ConfigError(f"{flag} must be an integer >= {minimum}, got {value!r}.")
+
+        positive_int("n_clients", "--clients", 2)
+        positive_int("rounds", "--rounds")
+        positive_int("local_epochs", "--local-epochs")
+        positive_int("clients_per_round", "--clients-per-round")
+        if self.partition is not None and self.partition not in PARTITIONS:
+            raise ConfigError(f"Unknown partition {self.partition!r}: choose one of {', '.join(PARTITIONS)}.")
+        if self.alpha is not None:
+            if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
+                raise ConfigError(f"alpha must be positive, got {self.alpha!r}: e.g. --alpha 0.1 (strong skew) or 10 (mild).")
+            if self.partition not in ("dirichlet", "quantity"):
+                raise ConfigError("--alpha applies to --partition dirichlet or quantity only: drop it or pick one of those.")
+        if self.partition_column is not None and self.partition != "natural":
+            raise ConfigError("--partition-column applies to --partition natural only: add --partition natural.")
+        if self.n_clients is not None and self.clients_per_round is not None and self.clients_per_round > self.n_clients:
+            raise ConfigError(f"--clients-per-round {self.clients_per_round} exceeds --clients {self.n_clients}: lower it.")
+        if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise ConfigError(f"--dropout is a probability in [0, 1), got {self.dropout!r}: e.g. --dropout 0.2.")
+        if self.mu is not None and not (isinstance(self.mu, (int, float)) and math.isfinite(self.mu) and self.mu >= 0):
+            raise ConfigError(f"--mu must be >= 0, got {self.mu!r}: e.g. --mu 0.01.")
+        if self.compression is not None:
+            from engine.federated.compression import parse_compression  # ConfigError that names the choices
+
+            method, _ = parse_compression(self.compression)
+            if method != "none" and self.secure_aggregation:
+                raise ConfigError("--compression does not combine with --secure-aggregation (masked uploads are dense "
+                                  "k-bit integers): drop one of them.")
 
     def to_mapping(self) -> dict[str, Any]:
         """Plain types only, suitable for YAML/JSON; from_mapping(to_mapping()) gives back an equal spec."""
         values = dataclasses.asdict(self)
-        for name in ("techniques", "epsilons", "clipping_norms", "seeds"):
-            values[name] = list(values[name])
+        for name in ("techniques", "epsilons", "clipping_norms", "seeds", "only_clients"):
+            values[name] = list(values[name]) if values[name] is not None else None
         return values
 
     @classmethod
@@ -133,13 +198,16 @@ class SweepSpec:
             raise ConfigError(f"Unknown sweep setting(s) {', '.join(unknown)}: known settings are {', '.join(sorted(known))}.")
         converted = dict(values)
         try:
-            for name, kind in (("techniques", str), ("epsilons", float), ("clipping_norms", float), ("seeds", int)):
-                if name in converted:
+            for name, kind in (("techniques", str), ("epsilons", float), ("clipping_norms", float), ("seeds", int),
+                               ("only_clients", str)):
+                if name in converted and converted[name] is not None:
                     raw = converted[name]
                     raw = [raw] if isinstance(raw, (str, int, float)) else raw
                     converted[name] = tuple(kind(item) for item in raw)
             for name, kind in (("epochs", int), ("batch_size", int), ("hidden_units", int),
-                               ("learning_rate", float), ("delta", float)):
+                               ("learning_rate", float), ("delta", float), ("n_clients", int), ("alpha", float),
+                               ("rounds", int), ("local_epochs", int), ("clients_per_round", int),
+                               ("secure_aggregation", bool), ("dropout", float), ("mu", float)):
                 if name in converted and converted[name] is not None:
                     converted[name] = kind(converted[name])
         except (TypeError, ValueError) as exc:

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from engine.errors import ConfigError
-from engine.frontier import COST_METRICS, METRICS, POINT_COLUMNS, epsilon_label, numeric_runs
+from engine.frontier import COST_METRICS, METRICS, POINT_COLUMNS, epsilon_label, numeric_runs, point_columns
 from engine.privacy.composition import Composition, compose_runs
 
 FALSE_POSITIVE_RATES = (0.001, 0.01, 0.05)  # where the membership-test bound is spelled out
@@ -48,7 +48,7 @@ def rank_candidates(runs: pd.DataFrame, constraints: DecisionConstraints) -> pd.
     if ok.empty:
         return pd.DataFrame(columns=[*POINT_COLUMNS, "epsilon", "metric_mean", "metric_std", "cost_mean", "seeds", "run_id"])
     ok = ok.sort_values("seed")
-    table = ok.groupby(POINT_COLUMNS, dropna=False).agg(
+    table = ok.groupby(point_columns(ok), dropna=False).agg(
         epsilon=("epsilon", "max"), metric_mean=(metric, "mean"), metric_std=(metric, "std"),
         cost_mean=(cost, "mean"), seeds=("seed", "nunique"), run_id=("run_id", "first"),
     ).reset_index()
@@ -106,7 +106,7 @@ def summarise_decision(runs: pd.DataFrame, records: list[dict[str, Any]], run_id
     if pd.isna(run.get("epsilon")):
         raise ConfigError("That run has no privacy guarantee (a non-private baseline): choose a private run.")
     same_point = runs[(runs["status"] == "ok")]
-    for column in POINT_COLUMNS:
+    for column in point_columns(runs):
         value = run[column]
         same_point = same_point[same_point[column].isna()] if pd.isna(value) else same_point[same_point[column] == value]
     epsilon = float(same_point["epsilon"].max())

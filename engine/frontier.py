@@ -9,6 +9,14 @@ METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
 # A point of the grid: everything that defines a configuration except the seed.
 POINT_COLUMNS = ["dataset", "technique", "model", "target_epsilon", "max_grad_norm", "delta", "accountant",
                  "epochs", "batch_size", "learning_rate"]
+# Federated settings define a configuration too (a dirichlet run is not an iid run); absent from frames without them.
+FEDERATED_POINT_COLUMNS = ["partition", "alpha", "n_clients", "clients_per_round", "rounds", "local_epochs",
+                           "secure_aggregation", "dropout", "mu", "compression", "client"]
+
+
+def point_columns(runs: pd.DataFrame) -> list[str]:
+    """POINT_COLUMNS plus the federated settings present in `runs`."""
+    return POINT_COLUMNS + [column for column in FEDERATED_POINT_COLUMNS if column in runs]
 
 
 def summarise(runs: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
@@ -19,7 +27,7 @@ def summarise(runs: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame(columns=[*POINT_COLUMNS, "epsilon", f"{metric}_mean", f"{metric}_std", "seeds",
                                      "train_seconds"])
-    grouped = ok.groupby(POINT_COLUMNS, dropna=False)
+    grouped = ok.groupby(point_columns(ok), dropna=False)
     summary = grouped.agg(
         epsilon=("epsilon", "max"),  # the worst (largest) epsilon over seeds: what we can promise
         metric_mean=(metric, "mean"), metric_std=(metric, "std"), seeds=("seed", "nunique"),
@@ -107,7 +115,7 @@ def available_costs(runs: pd.DataFrame) -> list[str]:
 def cost_view(runs: pd.DataFrame, dataset: str, metric: str, cost: str) -> pd.DataFrame:
     """Mean metric and mean cost per configuration (private and non-private)."""
     chosen = numeric_runs(runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")])
-    grouped = chosen.groupby(POINT_COLUMNS, dropna=False)
+    grouped = chosen.groupby(point_columns(chosen), dropna=False)
     return grouped.agg(epsilon=("epsilon", "max"), metric_mean=(metric, "mean"), metric_std=(metric, "std"),
                        cost_mean=(cost, "mean"), seeds=("seed", "nunique")).reset_index()
 

@@ -51,6 +51,22 @@ COLUMNS: list[tuple[str, str]] = [
     ("versions", "TEXT"),  # JSON
     ("created_at", "TEXT"),
     ("config", "TEXT"),  # JSON: the resolved RunConfig
+    # Federated runs (engine/federated): their settings, the unit of privacy and the bytes on the wire. Here
+    # rather than registered later, since every record carries the RunConfig fields (None outside federated runs).
+    ("n_clients", "INTEGER"),
+    ("partition", "TEXT"),
+    ("alpha", "REAL"),
+    ("partition_column", "TEXT"),
+    ("rounds", "INTEGER"),
+    ("local_epochs", "INTEGER"),
+    ("clients_per_round", "INTEGER"),
+    ("secure_aggregation", "INTEGER"),  # 0/1
+    ("dropout", "REAL"),
+    ("mu", "REAL"),
+    ("compression", "TEXT"),
+    ("client", "TEXT"),  # single-silo: the client trained alone
+    ("privacy_unit", "TEXT"),  # federated: "record", "client" or "none"
+    ("comm_bytes", "INTEGER"),  # federated: total bytes up and down over the run
     ("extra", "TEXT"),  # JSON: technique-specific measurements
 ]
 JSON_COLUMNS = {"versions", "config", "extra", "data_derived_bounds"}

@@ -19,7 +19,7 @@ from typing import Callable
 
 
 from engine import ENGINE_VERSION
-from engine.config import RunConfig, SweepReport, SweepSpec
+from engine.config import FEDERATED_FIELDS, RunConfig, SweepReport, SweepSpec
 from engine.data import PreparedDataset, get_dataset_info, load_dataset
 from engine.errors import ConfigError, EngineError
 from engine.measure import resolve_device
@@ -74,11 +74,14 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
         technique = get_technique_class(name)
         epsilons = spec.epsilons if technique.uses_epsilon else (None,)
         norms = spec.clipping_norms if technique.uses_clipping else (None,)
-        for epsilon, norm, seed in itertools.product(dict.fromkeys(epsilons), dict.fromkeys(norms), dict.fromkeys(spec.seeds)):
+        extras = technique.expand_fields(spec)  # e.g. federated settings; [{}] for most techniques
+        for extra, epsilon, norm, seed in itertools.product(extras, dict.fromkeys(epsilons), dict.fromkeys(norms),
+                                                            dict.fromkeys(spec.seeds)):
             private = technique.uses_epsilon
             configs.append(RunConfig(
                 technique=name, seed=seed, target_epsilon=epsilon, max_grad_norm=norm,
-                delta=spec.delta if private else None, accountant=spec.accountant if private else None, **common,
+                delta=spec.delta if private else None, accountant=spec.accountant if private else None,
+                **{**common, **extra},
             ))
     return configs
 
@@ -104,6 +107,8 @@ def plan_sweep(spec: SweepSpec, store: ResultStore | None) -> SweepPlan:
     from engine.techniques.training import model_for  # validates model vs data (cnn needs images)
 
     model_for(configs[0], data)
+    for config in configs:  # checks that need the data (a federated partition that cannot be made)
+        create_technique(config.technique).check(config, data)
     run_ids = tuple(config.cache_key(data.fingerprint, ENGINE_VERSION) for config in configs)
     cached = frozenset(store.completed_ids(run_ids)) if store is not None else frozenset()
     return SweepPlan(spec=spec, configs=tuple(configs), run_ids=run_ids, cached_ids=cached, n_train=data.n_train)
@@ -255,6 +260,8 @@ def spec_for_run(config: RunConfig) -> SweepSpec:
         hidden_units=config.hidden_units, train_subsample=config.train_subsample,
         delta=config.delta if config.delta else defaults.delta,
         accountant=config.accountant if config.accountant in ("prv", "rdp") else defaults.accountant,
+        **{name: getattr(config, name) for name in FEDERATED_FIELDS if getattr(config, name) is not None},
+        only_clients=(config.client,) if config.client is not None else None,
     )
     expanded = expand(spec)
     if expanded != [config]:

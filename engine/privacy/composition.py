@@ -38,7 +38,10 @@ def run_privacy_loss(record: dict[str, Any]):
         # DP-SGD: `steps` Poisson-subsampled Gaussian steps (the mechanism Opacus accounts for).
         step = privacy_loss_distribution.from_gaussian_mechanism(
             float(noise), sampling_prob=float(rate), value_discretization_interval=VALUE_DISCRETIZATION)
-        return step.self_compose(int(steps)), "subsampled Gaussian (DP-SGD)"
+        # dp-fedavg records the same mechanism over whole clients (privacy_unit "client"); a client-level bound
+        # also bounds any one record, so composing it with record-level runs stays valid.
+        unit = "client-level, DP-FedAvg" if record.get("privacy_unit") == "client" else "DP-SGD"
+        return step.self_compose(int(steps)), f"subsampled Gaussian ({unit})"
     epsilon = record.get("epsilon")
     if epsilon is None or (isinstance(epsilon, float) and math.isnan(epsilon)):
         return None, "none"

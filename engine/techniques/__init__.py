@@ -12,6 +12,7 @@ from engine.techniques.registry import (
 # Importing the modules registers the built-in techniques.
 from engine.techniques import baseline as _baseline  # noqa: E402,F401
 from engine.techniques import dp_sgd as _dp_sgd  # noqa: E402,F401
+from engine.techniques import federated as _federated  # noqa: E402,F401
 
 __all__ = [
     "RunContext", "RunResult", "Technique", "create_technique", "get_technique_class",

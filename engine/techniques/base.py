@@ -67,6 +67,17 @@ class Technique(ABC):
     def batch_key(self, config: RunConfig) -> Hashable | None:
         return None
 
+    @classmethod
+    def expand_fields(cls, spec) -> list[dict[str, Any]]:
+        """Extra RunConfig fields of this technique's runs in `spec` (SweepSpec), one dict per run.
+
+        Federated techniques resolve their settings here (engine/techniques/federated.py); others add none.
+        """
+        return [{}]
+
+    def check(self, config: RunConfig, data: PreparedDataset) -> None:
+        """Checks that need the data, made before anything trains (e.g. a partition that cannot be made)."""
+
     @abstractmethod
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
             on_progress: RunProgress | None = None) -> RunResult:
