@@ -157,7 +157,8 @@ def sweep(
                                     f"C={event.config.max_grad_norm} seed={event.config.seed}: {event.error}")
             if event.kind in ("started", "progress", "finished"):
                 c = event.config
-                label = c.technique if c.target_epsilon is None else f"{c.technique} eps={c.target_epsilon:g} C={c.max_grad_norm:g}"
+                label = c.technique if c.target_epsilon is None else f"{c.technique} eps={c.target_epsilon:g}"
+                label += f" C={c.max_grad_norm:g}" if c.max_grad_norm is not None else ""  # no C where nothing clips
                 bar.set_postfix_str(f"{label} seed={c.seed}", refresh=False)
 
         previous = _stop_on_sigterm()

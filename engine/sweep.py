@@ -25,6 +25,7 @@ from engine.errors import ConfigError, EngineError
 from engine.measure import resolve_device
 from engine.store import COLUMN_NAMES, ResultStore
 from engine.techniques import RunContext, RunResult, create_technique, get_technique_class
+from engine.techniques.base import PURE_DP_ACCOUNTANT
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,11 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
         for extra, epsilon, norm, seed in itertools.product(extras, dict.fromkeys(epsilons), dict.fromkeys(norms),
                                                             dict.fromkeys(spec.seeds)):
             private = technique.uses_epsilon
+            pure = private and technique.pure_dp  # pure epsilon-DP: delta 0, no Opacus accountant
             configs.append(RunConfig(
                 technique=name, seed=seed, target_epsilon=epsilon, max_grad_norm=norm,
-                delta=spec.delta if private else None, accountant=spec.accountant if private else None,
+                delta=(0.0 if pure else spec.delta) if private else None,
+                accountant=(PURE_DP_ACCOUNTANT if pure else spec.accountant) if private else None,
                 **{**common, **extra},
             ))
     return configs
@@ -102,7 +105,7 @@ def plan_sweep(spec: SweepSpec, store: ResultStore | None) -> SweepPlan:
     """Validate everything that can be checked before training, then look up the cache."""
     configs = expand(spec)
     data = prepared_data(spec)
-    if any(config.delta is not None for config in configs):
+    if any(config.delta for config in configs):  # only runs with a delta > 0 need delta < 1/n
         check_delta(spec.delta, data.n_train)
     from engine.techniques.training import model_for  # validates model vs data (cnn needs images)
 

@@ -13,6 +13,8 @@ from engine.techniques.registry import (
 from engine.techniques import baseline as _baseline  # noqa: E402,F401
 from engine.techniques import dp_sgd as _dp_sgd  # noqa: E402,F401
 from engine.techniques import federated as _federated  # noqa: E402,F401
+from engine.techniques import diffprivlib_models as _diffprivlib_models  # noqa: E402,F401
+from engine.techniques import local_dp as _local_dp  # noqa: E402,F401
 
 __all__ = [
     "RunContext", "RunResult", "Technique", "create_technique", "get_technique_class",

@@ -12,6 +12,10 @@ from engine.data import PreparedDataset
 # Called with the fraction (0..1) of the current run that is done.
 RunProgress = Callable[[float], None]
 
+# The `accountant` recorded for pure epsilon-DP runs (delta = 0): their epsilon is the basic sequential
+# composition of the pure-epsilon mechanisms inside the technique, as diffprivlib's BudgetAccountant sums it.
+PURE_DP_ACCOUNTANT = "pure"
+
 
 @dataclass
 class RunResult:
@@ -63,6 +67,7 @@ class Technique(ABC):
     uses_epsilon: ClassVar[bool] = False  # expands over the sweep's epsilon grid
     uses_clipping: ClassVar[bool] = False  # expands over the sweep's clipping-norm grid
     privacy_model: ClassVar[str] = "none"  # recorded per run: "none", "global" (central DP) or "local"
+    pure_dp: ClassVar[bool] = False  # epsilon-DP with delta = 0: recorded with delta 0 and PURE_DP_ACCOUNTANT
 
     def batch_key(self, config: RunConfig) -> Hashable | None:
         return None

@@ -1,0 +1,100 @@
+"""Plumbing shared by techniques built on scikit-learn-style estimators (diffprivlib models, local DP):
+flat feature matrices, public bounds and norms, a fresh diffprivlib budget accountant, and test metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+from diffprivlib import BudgetAccountant
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
+from threadpoolctl import threadpool_limits
+
+from engine.data import PreparedDataset
+from engine.data.attributes import attribute_layout, max_row_norm
+from engine.store import register_columns
+
+# What every pure-epsilon technique records beside the run's numbers: the mechanism(s) it used.
+register_columns([("mechanism", "TEXT")])
+
+
+def flat(x: np.ndarray) -> np.ndarray:
+    """(n, ...) -> (n, features) float64, the shape scikit-learn estimators take."""
+    return np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+
+
+def public_bounds(data: PreparedDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per encoded column (lower, upper), from the preprocessing alone: numeric and pixel columns were scaled
+    to [-1, 1] with public bounds; one-hot and missing-flag columns are 0/1."""
+    lower = -np.ones(data.n_features)
+    upper = np.ones(data.n_features)
+    if not data.is_image:
+        for attribute in attribute_layout(data):
+            if attribute.kind != "numeric":
+                lower[list(attribute.columns)] = 0.0
+    return lower, upper
+
+
+def public_data_norm(data: PreparedDataset) -> float:
+    """The largest L2 norm an encoded row can have (tables: one unit per attribute; images: sqrt(pixels))."""
+    return float(np.sqrt(data.n_features)) if data.is_image else max_row_norm(attribute_layout(data))
+
+
+def fresh_accountant(target_epsilon: float) -> BudgetAccountant:
+    """A run's own diffprivlib accountant, capped at the target: a model that would overspend raises BudgetError."""
+    return BudgetAccountant(epsilon=target_epsilon, delta=0.0)
+
+
+def equal_share(epsilon: float, parts: int) -> float:
+    """The largest equal share whose `parts` spends, summed in order as BudgetAccountant sums them, stay within
+    epsilon. epsilon / parts can overshoot by one ulp, and diffprivlib's own `remaining(k)` can too (0.6.6)."""
+    share = epsilon / parts
+    while sum([share] * parts) > epsilon:
+        share = math.nextafter(share, 0.0)
+    return share
+
+
+def spent_epsilon(accountant: BudgetAccountant) -> float:
+    """Total epsilon the accountant recorded (basic sequential composition of pure-epsilon spends)."""
+    epsilon, delta = accountant.total()
+    assert delta == 0.0, "pure-epsilon techniques must not spend delta"
+    return float(epsilon)
+
+
+@contextmanager
+def single_threaded_solvers() -> Iterator[None]:
+    """Fit with one BLAS/OpenMP thread, quietly.
+
+    These fits are many small matrix-vector products (Adult: 32k x 104, ~200 L-BFGS steps); with two BLAS
+    threads on a busy 2-core machine each product waited on thread wake-ups: dp-logreg on Adult took 14.6 s,
+    and 1.4 s with one thread (same result). Sweep workers are one process per core anyway.
+    diffprivlib 0.6.6 passes `iprint` to SciPy's L-BFGS-B, which SciPy 1.17 deprecates: noise, not a problem.
+    PrivacyLeakWarning is never silenced here (the test suite turns it into an error).
+    """
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*`disp` and `iprint` options", category=DeprecationWarning)
+        yield
+
+
+def evaluate_estimator(model, x_test: np.ndarray, data: PreparedDataset) -> dict[str, float | None]:
+    """Accuracy, balanced accuracy and ROC AUC on the (never randomised) test set, as training.evaluate does."""
+    probabilities = model.predict_proba(x_test)  # (n_test, classes the model saw)
+    scores = np.zeros((len(x_test), data.n_classes))
+    scores[:, np.asarray(model.classes_, dtype=np.int64)] = probabilities  # a class the model never saw scores 0
+    predictions = scores.argmax(axis=1)
+    try:
+        if data.n_classes == 2:
+            roc_auc = float(roc_auc_score(data.y_test, scores[:, 1]))
+        else:
+            roc_auc = float(roc_auc_score(data.y_test, scores, multi_class="ovr", average="macro"))
+    except ValueError:  # a test set with a single class has no ROC AUC
+        roc_auc = None
+    return {
+        "accuracy": float(accuracy_score(data.y_test, predictions)),
+        "balanced_accuracy": float(balanced_accuracy_score(data.y_test, predictions)),
+        "roc_auc": roc_auc,
+    }

@@ -1,0 +1,208 @@
+"""local-dp: the vectorised randomisers against diffprivlib's own mechanisms, the attribute layout, the
+epsilon split, and that only the training set is ever randomised."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from diffprivlib.mechanisms import Binary, ExponentialCategorical, LaplaceBoundedDomain
+from scipy import stats
+
+from engine.config import SweepSpec
+from engine.data import get_dataset_info, load_dataset
+from engine.data.attributes import attribute_layout, category_codes, max_row_norm, one_hot
+from engine.errors import UnsupportedError
+from engine.privacy.local_randomisers import (bounded_laplace, bounded_laplace_scale, k_randomised_response,
+                                              keep_probability)
+from engine.sweep import expand, prepared_data
+from engine.techniques import RunContext, create_technique
+from engine.techniques import local_dp
+from conftest import QUICK
+
+SIGNIFICANCE = 1e-3  # seeded draws, so each verdict is fixed; a wrong distribution fails by a wide margin
+TABLES = ["adult", "credit", "german-credit", "heart", "breast-cancer"]
+
+
+# --- the randomisers, against diffprivlib ------------------------------------------------------------------
+@pytest.mark.parametrize("epsilon", [0.05, 0.7, 5.0])
+@pytest.mark.parametrize("value", [-1.0, -0.3, 0.9])
+def test_bounded_laplace_matches_diffprivlib(epsilon, value):
+    mechanism = LaplaceBoundedDomain(epsilon=epsilon, sensitivity=2.0, lower=-1.0, upper=1.0, random_state=1)
+    reference = np.array([mechanism.randomise(value) for _ in range(2000)])
+    ours = bounded_laplace(np.full(20000, value), epsilon=epsilon, lower=-1.0, upper=1.0,
+                           rng=np.random.default_rng(2))
+    assert ours.min() >= -1.0 and ours.max() <= 1.0
+    assert stats.ks_2samp(reference, ours).pvalue > SIGNIFICANCE
+    # and against the exact density: Laplace(value, b) restricted to [-1, 1], b from diffprivlib
+    scale = bounded_laplace_scale(epsilon, -1.0, 1.0)
+    laplace = stats.laplace(loc=value, scale=scale)
+    low, high = laplace.cdf(-1.0), laplace.cdf(1.0)
+    assert stats.kstest(ours, lambda y: (laplace.cdf(y) - low) / (high - low)).pvalue > SIGNIFICANCE
+
+
+def test_the_distribution_tests_can_fail():
+    """Negative control: Laplace-then-clip (point masses at the bounds) is a different mechanism; caught."""
+    scale = bounded_laplace_scale(0.7, -1.0, 1.0)
+    clipped = np.clip(0.9 + np.random.default_rng(3).laplace(0.0, scale, 20000), -1.0, 1.0)
+    ours = bounded_laplace(np.full(20000, 0.9), epsilon=0.7, lower=-1.0, upper=1.0, rng=np.random.default_rng(2))
+    assert stats.ks_2samp(clipped, ours).pvalue < SIGNIFICANCE
+
+
+def test_bounded_laplace_scale_is_diffprivlibs():
+    for epsilon in (0.01, 0.3, 2.0):
+        mechanism = LaplaceBoundedDomain(epsilon=epsilon, sensitivity=2.0, lower=-1.0, upper=1.0)
+        assert bounded_laplace_scale(epsilon, -1.0, 1.0) == pytest.approx(mechanism._find_scale(), rel=1e-9)
+        assert bounded_laplace_scale(epsilon, -1.0, 1.0) >= 2.0 / epsilon  # never less noise than plain Laplace
+
+
+def _unit_utility(n_values: int) -> list[tuple[str, str, float]]:
+    names = [str(code) for code in range(n_values)]
+    return [(a, b, 1.0) for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+@pytest.mark.parametrize("n_values", [2, 5, 42])
+@pytest.mark.parametrize("epsilon", [0.1, 1.0, 5.0])
+def test_k_randomised_response_matches_diffprivlib(n_values, epsilon):
+    true_value = n_values // 2
+    mechanism = ExponentialCategorical(epsilon=epsilon, utility_list=_unit_utility(n_values), random_state=1)
+    reference = np.array([int(mechanism.randomise(str(true_value))) for _ in range(4000)])
+    ours = k_randomised_response(np.full(20000, true_value), epsilon=epsilon, n_values=n_values,
+                                 rng=np.random.default_rng(2))
+    counts = np.stack([np.bincount(reference, minlength=n_values), np.bincount(ours, minlength=n_values)])
+    seen = counts.sum(axis=0) > 0
+    assert stats.chi2_contingency(counts[:, seen]).pvalue > SIGNIFICANCE
+    # the keep probability is exactly k-RR's e^eps / (e^eps + k - 1)
+    expected = np.exp(epsilon) / (np.exp(epsilon) + n_values - 1)
+    assert keep_probability(epsilon, n_values) == pytest.approx(expected)
+    assert stats.binomtest(int((ours == true_value).sum()), len(ours), expected).pvalue > SIGNIFICANCE
+    others = np.bincount(ours[ours != true_value], minlength=n_values)
+    others = np.delete(others, true_value)  # the other values are equally likely
+    if n_values > 2:
+        assert stats.chisquare(others).pvalue > SIGNIFICANCE
+
+
+def test_binary_randomised_response_matches_diffprivlib_binary():
+    mechanism = Binary(epsilon=0.8, value0="0", value1="1", random_state=1)
+    reference = np.array([int(mechanism.randomise("1")) for _ in range(4000)])
+    ours = k_randomised_response(np.ones(20000, dtype=int), epsilon=0.8, n_values=2, rng=np.random.default_rng(2))
+    counts = np.stack([np.bincount(reference, minlength=2), np.bincount(ours, minlength=2)])
+    assert stats.chi2_contingency(counts).pvalue > SIGNIFICANCE
+
+
+def test_randomised_response_never_reports_outside_the_domain():
+    codes = np.random.default_rng(0).integers(0, 7, 5000)
+    out = k_randomised_response(codes, epsilon=0.01, n_values=7, rng=np.random.default_rng(1))
+    assert out.min() >= 0 and out.max() <= 6 and set(np.unique(out)) == set(range(7))
+
+
+# --- the attributes a record has -----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", TABLES)
+def test_layout_covers_every_column_once_and_bounds_the_row_norm(name):
+    data = load_dataset(name)
+    layout = attribute_layout(data)
+    columns = sorted(column for attribute in layout for column in attribute.columns)
+    assert columns == list(range(data.n_features))
+    info = get_dataset_info(name)
+    categorical = {attribute.name: attribute for attribute in layout if attribute.kind == "categorical"}
+    assert set(categorical) == set(info.categorical)
+    for column, categories in info.categorical.items():
+        assert categorical[column].n_values == len(categories) + 1  # plus "other"
+    # the public norm bound holds for every real row (train and test)
+    for x in (data.x_train, data.x_test):
+        assert np.linalg.norm(x, axis=1).max() <= max_row_norm(layout) + 1e-6
+    for attribute in categorical.values():  # codes and one-hot are inverses
+        block = data.x_train[:, list(attribute.columns)]
+        np.testing.assert_array_equal(one_hot(category_codes(data.x_train, attribute), attribute), block)
+
+
+def test_adult_attributes_are_the_catalogues():
+    layout = attribute_layout(load_dataset("adult"))
+    assert [a.name for a in layout if a.kind == "numeric"] == list(get_dataset_info("adult").numeric)
+    assert len(layout) == 13  # 5 numeric + 8 categorical: not 104 one-hot columns
+
+
+def test_images_have_no_attributes():
+    with pytest.raises(UnsupportedError):
+        attribute_layout(replace(load_dataset("breast-cancer"), is_image=True))
+
+
+# --- the epsilon split ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", TABLES)
+@pytest.mark.parametrize("epsilon", [0.1, 1.0, 3.0, 10.0])
+def test_epsilon_split_sums_to_epsilon(name, epsilon):
+    layout = attribute_layout(load_dataset(name))
+    split = local_dp.epsilon_split(layout, epsilon)
+    assert list(split) == [a.name for a in layout] + ["label"]  # every attribute and the label, once
+    assert len(set(split.values())) == 1  # even
+    assert sum(split.values()) <= epsilon
+    assert sum(split.values()) == pytest.approx(epsilon, rel=1e-12)
+
+
+def test_heart_splits_over_missing_flags_too():
+    split = local_dp.epsilon_split(attribute_layout(load_dataset("heart")), 1.0)
+    assert "chol=missing" in split and "chol" in split
+
+
+# --- only the training set is randomised ------------------------------------------------------------------
+def _config(epsilon=2.0, seed=0, dataset="breast-cancer"):
+    return expand(SweepSpec(**{**QUICK, "dataset": dataset, "techniques": ("local-dp",), "epsilons": (epsilon,),
+                               "seeds": (seed,)}))[0]
+
+
+def test_only_the_training_set_is_randomised(monkeypatch):
+    config = _config()
+    data = prepared_data(config)
+    test_before = (data.x_test.copy(), data.y_test.copy())
+    randomised, evaluated = [], []
+    real_randomise, real_evaluate = local_dp.randomise_records, local_dp.evaluate_estimator
+
+    def spy_randomise(x, y, **kwargs):
+        randomised.append((x, y))
+        return real_randomise(x, y, **kwargs)
+
+    def spy_evaluate(model, x_test, data_):
+        evaluated.append(x_test)
+        return real_evaluate(model, x_test, data_)
+
+    monkeypatch.setattr(local_dp, "randomise_records", spy_randomise)
+    monkeypatch.setattr(local_dp, "evaluate_estimator", spy_evaluate)
+    result = create_technique("local-dp").run(config, data, context=RunContext(device="cpu"))
+
+    assert len(randomised) == 1 and randomised[0][0] is data.x_train and randomised[0][1] is data.y_train
+    assert len(evaluated) == 1 and evaluated[0] is data.x_test  # scored on the real test rows
+    np.testing.assert_array_equal(data.x_test, test_before[0])
+    np.testing.assert_array_equal(data.y_test, test_before[1])
+    split = result.extra["epsilon_split"]
+    assert sum(split.values()) == pytest.approx(config.target_epsilon) and result.epsilon <= config.target_epsilon
+    assert result.extra["mechanism"].startswith("local")
+    assert create_technique("local-dp").privacy_model == "local"
+
+
+def test_randomised_records_stay_in_the_encoded_domain():
+    data = load_dataset("heart")
+    layout = attribute_layout(data)
+    x, y = local_dp.randomise_records(data.x_train, data.y_train, layout=layout, n_classes=2,
+                                      split=local_dp.epsilon_split(layout, 1.0), rng=np.random.default_rng(0))
+    assert x.shape == data.x_train.shape and x.dtype == data.x_train.dtype and set(np.unique(y)) <= {0, 1}
+    assert np.abs(x).max() <= 1.0
+    for attribute in layout:
+        block = x[:, list(attribute.columns)]
+        if attribute.kind == "categorical":
+            assert set(np.unique(block)) <= {0.0, 1.0} and block.sum(axis=1).max() <= 1
+        if attribute.kind == "missing":
+            value = next(a for a in layout if a.name == attribute.name.removesuffix("=missing")).columns[0]
+            assert np.all(x[block[:, 0] == 1, value] == -1.0)  # reported missing reads as the imputed bound
+    assert not np.array_equal(x, data.x_train)
+
+
+def test_more_epsilon_keeps_more_of_the_data():
+    data = load_dataset("adult")
+    layout = attribute_layout(data)
+    changed = []
+    for epsilon in (0.5, 5.0, 50.0):
+        x, y = local_dp.randomise_records(data.x_train, data.y_train, layout=layout, n_classes=2,
+                                          split=local_dp.epsilon_split(layout, epsilon), rng=np.random.default_rng(0))
+        changed.append((np.mean(y != data.y_train), np.abs(x - data.x_train).mean()))
+    assert changed[0][0] > changed[1][0] > changed[2][0] and changed[0][1] > changed[1][1] > changed[2][1]
