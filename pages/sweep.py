@@ -22,7 +22,7 @@ from engine.store import resolve_store_path, store_signature
 from engine.techniques import get_technique_class, technique_names
 from ui.common import load_runs
 
-POLL_RUNNING_S = 1.5  # how often the progress panel re-reads a running job
+POLL_RUNNING_S = 2.0  # how often the progress panel re-reads a running job (reading it takes ~3 ms)
 POLL_IDLE_S = 10.0  # without a running job: slowly, to notice one launched from another tab
 DEFAULT_TECHNIQUES = ("baseline", "dp-sgd")
 ACCOUNTANT_HELP = ("How ε is computed from the noise actually added. PRV (Opacus' default) is tight: it reports "
@@ -34,7 +34,7 @@ RUN_STATUS_LABELS = {"cached": "cached", "ok": "done", "failed": "failed", "trai
 
 
 def launch(spec: SweepSpec, workers: int, device: str) -> None:
-    """Launch-button callback (runs before the page, so the progress panel already shows the new job)."""
+    """Start the sweep; an EngineError (e.g. a sweep already running) is kept for the page to show."""
     st.session_state.pop("sweep_launch_error", None)
     try:
         jobs.start_sweep_job(spec, store_path=resolve_store_path(), workers=workers, device=device)
@@ -132,7 +132,9 @@ def show_job(status: jobs.JobStatus, store: Path) -> None:
             st.plotly_chart(figure, key="sweep_results_chart", width="stretch")
         else:
             st.caption("This sweep's frontier appears here as its private runs finish.")
-        st.page_link("pages/frontier.py", label="See the frontier", icon=":material/show_chart:")
+        if st.button(f"See the frontier on {status.dataset}", key="sweep_see_frontier", icon=":material/show_chart:"):
+            st.session_state["selected_dataset"] = status.dataset  # the Frontier page opens on this dataset
+            st.switch_page("pages/frontier.py")
     with right:
         table = pd.DataFrame([{"run": run.label, "status": RUN_STATUS_LABELS.get(run.status, run.status),
                                "ε": run.epsilon, "accuracy": run.accuracy} for run in status.runs])
@@ -165,7 +167,8 @@ except EngineError as exc:
     demo = None
 DEMO_TEXT = ("It trains a small neural network on **adult** (US census: predict whether income is above $50k) "
              "without privacy and with DP-SGD at ε = 0.1, 0.5, 1, 2 and 8 — {runs} runs, about {minutes} minutes on "
-             "a 2-core CPU — then shows how much accuracy each privacy budget costs.")
+             "an idle 2-core CPU, longer when the machine is busy — then shows how much accuracy each privacy budget "
+             "costs.")
 if demo is not None and demo.to_train:
     if latest is None:  # first visit: make it the obvious thing to do
         with st.container(border=True, key="sweep_demo_box"):
@@ -285,9 +288,14 @@ if spec is not None:
 if running:
     st.info("A sweep is running on this store: wait for it to finish or cancel it above. Two at once would "
             "compete for the same CPU cores.", icon=":material/hourglass_top:")
-st.button("Launch sweep", key="sweep_launch", type="primary", icon=":material/play_arrow:",
-          disabled=spec is None or running, on_click=launch, args=(spec, int(workers), device),
-          help="Runs `frontier sweep` on this grid in the background; you can leave this page.")
+# Handled here, not in an on_click callback: a callback's arguments would be the spec of the previous run, before
+# an edit that the click itself committed.
+if st.button("Launch sweep", key="sweep_launch", type="primary", icon=":material/play_arrow:",
+             disabled=spec is None or running,
+             help="Runs `frontier sweep` on this grid in the background; you can leave this page."):
+    launch(spec, int(workers), device)
+    if "sweep_launch_error" not in st.session_state:
+        st.rerun()  # the progress panel above shows the new job
 if st.session_state.get("sweep_launch_error"):
     st.error(st.session_state["sweep_launch_error"])
 
@@ -302,5 +310,6 @@ if past:
     st.dataframe(pd.DataFrame([{
         "started": job.running_since.astimezone().strftime("%Y-%m-%d %H:%M"), "dataset": job.dataset,
         "runs": job.total, "done": job.done, "cached": job.cached_at_start, "failed": job.failed,
-        "state": STATE_LABELS.get(job.state, job.state), "took": duration(job.elapsed_seconds), "job": job.job_id,
+        "state": STATE_LABELS.get(job.state, job.state), "took": "" if job.running else duration(job.elapsed_seconds),
+        "job": job.job_id,
     } for job in past]), hide_index=True, width="stretch", key="sweep_past_jobs")

@@ -3,6 +3,7 @@ are shown (never a traceback), and a running job shows its progress and a cancel
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -93,10 +94,11 @@ def test_form_builds_the_spec_that_is_launched(launched):
           sweep_seeds="0, 1, 2", sweep_epochs=3, sweep_batch_size=64, sweep_accountant="rdp", sweep_delta="1e-4",
           sweep_workers=2, sweep_device="cpu")
     assert _metrics(at)["Runs"] == "12"  # 2 epsilons x 2 clipping norms x 3 seeds
+    at.text_input(key="sweep_epsilons").set_value("0.5, 3")  # an edit the click itself commits still counts
     at.button(key="sweep_launch").click().run()
     assert not at.exception and not at.error
     [(spec, workers, device)] = launched
-    assert spec == SweepSpec(dataset="breast-cancer", techniques=("dp-sgd",), model="logreg", epsilons=(0.5, 2.0),
+    assert spec == SweepSpec(dataset="breast-cancer", techniques=("dp-sgd",), model="logreg", epsilons=(0.5, 3.0),
                              clipping_norms=(0.5, 1.0), seeds=(0, 1, 2), epochs=3, batch_size=64, accountant="rdp",
                              delta=1e-4)
     assert (workers, device) == (2, "cpu")
@@ -178,6 +180,15 @@ def test_running_job_shows_progress_cancel_and_blocks_launch(fake_job):
     assert cancelled == ["20261123-000000-abcd"]
 
 
+def test_see_the_frontier_opens_it_on_the_sweeps_dataset(fake_job):
+    fake_job(_fake_status("finished", dataset="breast-cancer"))
+    at = _sweep_page(selected_dataset="adult")
+    at.button(key="sweep_see_frontier").click().run()
+    assert not at.exception
+    assert at.session_state["selected_dataset"] == "breast-cancer"
+    assert at.title[0].value == "Frontier"
+
+
 @pytest.mark.parametrize("state, kind, words", [
     ("finished", "success", "Finished in"), ("cancelled", "warning", "Cancelled after"),
     ("interrupted", "warning", "stopped before finishing"), ("failed", "error", "stopped with an error"),
@@ -190,3 +201,18 @@ def test_ended_job_says_how_it_ended(fake_job, state, kind, words):
     assert not at.button(key="sweep_launch").disabled
     past = _frame(at, "took")
     assert past["state"].tolist() == [state] and past["dataset"].tolist() == ["adult"]
+
+
+def test_finished_job_draws_its_frontier_from_the_store(isolated_store, fake_job):
+    spec = SweepSpec(dataset="breast-cancer", techniques=("baseline", "dp-sgd"), epochs=2, batch_size=64,
+                     accountant="rdp", epsilons=(1.0, 4.0), clipping_norms=(1.0,), seeds=(0,))
+    with ResultStore(isolated_store) as store:
+        report = run_sweep(spec, store=store, device="cpu")
+    labels = ["baseline", "dp-sgd ε 1", "dp-sgd ε 4"]
+    fake_job(_fake_status("finished", dataset="breast-cancer", total=3, done=3, cached_at_start=0, failed=0,
+                          failed_runs=[], runs=tuple(jobs.RunState(run_id, label, "ok")
+                                                     for run_id, label in zip(report.run_ids, labels))))
+    at = _sweep_page()
+    [chart] = at.get("plotly_chart")
+    names = [trace.get("name") for trace in json.loads(chart.proto.spec)["data"]]
+    assert "dp-sgd · mlp" in names and any("baseline" in str(name) for name in names)

@@ -1,0 +1,148 @@
+"""The Sweep page in headless Chromium against the real app: fill the form, launch, watch it finish.
+
+A real `frontier sweep` runs in the background (3 tiny runs on breast-cancer). Uses Debian's Chromium at
+/usr/bin/chromium (never `playwright install`); skipped where it is absent. FRONTIER_SCREENSHOT_DIR keeps the
+screenshots taken while running and when done.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+STARTUP_TIMEOUT_S = 60
+SWEEP_TIMEOUT_MS = 180_000  # a fresh process imports torch; the machine may be busy
+
+
+def _streamlit_executable() -> list[str]:
+    beside_python = Path(sys.executable).with_name("streamlit")
+    return [str(beside_python)] if beside_python.exists() else [sys.executable, "-m", "streamlit"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_up(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"streamlit exited with code {server.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"streamlit did not answer at {url} within {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def dashboard(tmp_path):
+    """`streamlit run app.py` on a free port with an empty store; stopped (and any sweep job ended) at teardown."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's package (apt-get install chromium) to run browser tests")
+    store_path = tmp_path / "store" / "results.sqlite"
+    port = _free_port()
+    env = {**os.environ, "FRONTIER_STORE": str(store_path), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    log = tmp_path / "streamlit.log"
+    with log.open("w") as log_file:
+        server = subprocess.Popen(
+            [*_streamlit_executable(), "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+             "--server.address", "localhost", "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://localhost:{port}"
+    try:
+        _wait_until_up(url, server, log)
+        yield url, store_path
+    finally:
+        from engine import jobs
+
+        running = jobs.active_job(store_path)
+        if running is not None:
+            jobs.cancel_job(running.job_id, store_path, grace_seconds=5)
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=15)
+
+
+def _idle(page) -> None:
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+
+
+def test_launch_a_sweep_from_the_page_and_see_it_finish(dashboard, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, store_path = dashboard
+    shots = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.set_default_timeout(60_000)
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_role("link", name="Sweep").first.click()
+            page.get_by_role("button", name="Run the demo sweep on adult").wait_for(state="visible")
+            _idle(page)
+
+            page.locator(".st-key-sweep_dataset").click()
+            page.keyboard.type("breast-cancer")
+            page.keyboard.press("Enter")
+            _idle(page)
+            for key, value in (("sweep_epsilons", "1, 4"), ("sweep_epochs", "2"), ("sweep_batch_size", "64")):
+                field = page.locator(f".st-key-{key} input")
+                field.fill(value)
+                field.press("Enter")
+                _idle(page)
+            page.locator(".st-key-sweep_accountant").click()
+            page.keyboard.type("RDP")
+            page.keyboard.press("Enter")
+            _idle(page)
+            page.get_by_text("3", exact=True).first.wait_for(state="visible")  # the Runs metric
+
+            page.locator(".st-key-sweep_launch button:visible").click()
+            page.get_by_text("Sweep running: breast-cancer").wait_for(state="visible")
+            assert page.locator(".st-key-sweep_cancel button:visible").count() == 1
+            shots.append(tmp_path / "sweep_running.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
+
+            page.get_by_text("Finished in").wait_for(state="visible", timeout=SWEEP_TIMEOUT_MS)
+            page.get_by_text("3 of 3 runs (0 cached, 0 failed)").wait_for(state="visible")
+            page.locator(".js-plotly-plot").first.wait_for(state="visible")  # this sweep's frontier
+            assert page.locator('[data-testid="stException"]').count() == 0
+            shots.append(tmp_path / "sweep_done.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
+        finally:
+            browser.close()
+
+    from engine.store import ResultStore
+
+    with ResultStore(store_path, create=False) as store:
+        assert {record["status"] for record in store.records()} == {"ok"} and len(store.records()) == 3
+    keep = os.environ.get("FRONTIER_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for shot in shots:
+            shutil.copy(shot, Path(keep) / shot.name)
