@@ -23,6 +23,15 @@ from conftest import QUICK
 WAIT_S = 120  # a fresh process imports torch: seconds on a busy 2-core machine
 
 
+@pytest.fixture(autouse=True)
+def _no_job_outlives_its_test(isolated_store):
+    """A detached job runs in its own session: stop it if a test ends (or fails) while it still runs."""
+    yield
+    running = jobs.active_job(isolated_store)
+    if running is not None:
+        jobs.cancel_job(running.job_id, isolated_store, grace_seconds=5)
+
+
 def _wait(job_id: str, store_path: Path, until, timeout: float = WAIT_S) -> jobs.JobStatus:
     deadline = time.monotonic() + timeout
     while True:
