@@ -85,7 +85,8 @@ def sweep(
     epsilon: Optional[str] = typer.Option(None, help="Comma-separated target epsilons. Default: 0.05 ... 8."),
     clip: Optional[str] = typer.Option(None, help="Comma-separated per-sample clipping norms C. Default: 1."),
     seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds. Default: 0."),
-    model: Optional[str] = typer.Option(None, help="logreg, mlp or cnn. Default: mlp for tables, cnn for images."),
+    model: Optional[str] = typer.Option(None, help="logreg, mlp or cnn. Default: mlp for tables, cnn for images. "
+                                        "he-inference serves logreg, or mlp as its square-activation twin."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs. Default: 10."),
     batch_size: Optional[int] = typer.Option(None, help="Expected batch size (Poisson sampling). Default: 512."),
     learning_rate: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate. Default: 0.005."),
@@ -93,6 +94,8 @@ def sweep(
     delta: Optional[float] = typer.Option(None, help="Target delta, must be < 1/n_train. Default: 1e-5."),
     accountant: Optional[str] = typer.Option(None, help="prv (default) or rdp."),
     subsample: Optional[int] = typer.Option(None, help="Train on a fixed subset of this many training rows."),
+    train_technique: Optional[str] = typer.Option(None, help="he-inference: train the served model with baseline "
+                                                  "(default) or dp-sgd (then --epsilon/--clip apply to it)."),
     clients: Optional[int] = typer.Option(None, help="Federated: number of clients. Default: 10 (natural: the silos)."),
     partition: Optional[str] = typer.Option(None, help="Federated: iid (default), dirichlet, natural or quantity."),
     alpha: Optional[float] = typer.Option(None, help="Federated: Dirichlet concentration for dirichlet/quantity. Default: 0.5."),
@@ -125,7 +128,7 @@ def sweep(
         overrides = {
             "dataset": dataset, "model": model, "epochs": epochs, "batch_size": batch_size,
             "learning_rate": learning_rate, "hidden_units": hidden_units, "delta": delta,
-            "accountant": accountant, "train_subsample": subsample,
+            "accountant": accountant, "train_subsample": subsample, "train_technique": train_technique,
             "n_clients": clients, "partition": partition, "alpha": alpha, "partition_column": partition_column,
             "rounds": rounds, "local_epochs": local_epochs, "clients_per_round": clients_per_round,
             "secure_aggregation": secure_aggregation, "dropout": dropout, "mu": mu, "compression": compression,

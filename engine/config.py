@@ -18,6 +18,7 @@ from engine.errors import ConfigError
 ACCOUNTANTS = ("prv", "rdp")  # Opacus accountants we report; GDP underestimates epsilon and is refused
 MODELS = ("logreg", "mlp", "cnn")
 DEVICES = ("auto", "cpu", "cuda")
+TRAIN_TECHNIQUES = ("baseline", "dp-sgd")  # how he-inference trains the model it serves encrypted
 # Reaches down to 0.05 so the curve shows where accuracy starts to fall even on forgiving data (Adult).
 DEFAULT_EPSILONS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 # Federated learning (engine/federated): how training rows are split into clients, and the RunConfig fields
@@ -44,6 +45,7 @@ class RunConfig:
     delta: float | None = None
     accountant: str | None = None
     train_subsample: int | None = None  # train on a fixed seeded subset of this many training rows
+    train_technique: str | None = None  # he-inference only: how the served model was trained (TRAIN_TECHNIQUES)
     # Federated runs only (engine/federated; see FEDERATED_FIELDS). For them epochs = rounds x local_epochs.
     n_clients: int | None = None  # clients the training rows are split into
     partition: str | None = None  # iid | dirichlet | natural | quantity
@@ -96,6 +98,7 @@ class SweepSpec:
     delta: float = 1e-5
     accountant: str = "prv"
     train_subsample: int | None = None
+    train_technique: str | None = None  # he-inference: train the served model with baseline (default) or dp-sgd
     # Federated settings (used by federated techniques only; None = their defaults, see engine/techniques/federated.py)
     n_clients: int | None = None
     partition: str | None = None
@@ -146,6 +149,9 @@ class SweepSpec:
             raise ConfigError(f"hidden units must be an integer >= 1, got {self.hidden_units!r}.")
         if self.train_subsample is not None and not (isinstance(self.train_subsample, int) and self.train_subsample >= 2):
             raise ConfigError(f"train_subsample must be an integer >= 2 (or absent), got {self.train_subsample!r}.")
+        if self.train_technique is not None and self.train_technique not in TRAIN_TECHNIQUES:
+            raise ConfigError(f"Unknown train technique {self.train_technique!r}: choose one of "
+                              f"{', '.join(TRAIN_TECHNIQUES)} (--train-technique, used by he-inference).")
         self._validate_federated()
         return self
 

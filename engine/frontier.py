@@ -58,8 +58,9 @@ def pareto_front(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFram
 
 
 def baselines(summary: pd.DataFrame) -> pd.DataFrame:
-    """Non-private reference points (epsilon is null)."""
-    return summary[summary["epsilon"].isna()].reset_index(drop=True)
+    """Non-private reference points: the `baseline` technique (epsilon is null). Other runs without an epsilon
+    (he-inference protects the record scored, not the training data) are not a reference line."""
+    return summary[summary["epsilon"].isna() & (summary["technique"] == "baseline")].reset_index(drop=True)
 
 
 ACCOUNTANT_NAMES = {"prv": "PRV", "rdp": "RDP"}

@@ -51,6 +51,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("versions", "TEXT"),  # JSON
     ("created_at", "TEXT"),
     ("config", "TEXT"),  # JSON: the resolved RunConfig
+    ("train_technique", "TEXT"),  # he-inference: how the served model was trained (baseline or dp-sgd)
     # Federated runs (engine/federated): their settings, the unit of privacy and the bytes on the wire. Here
     # rather than registered later, since every record carries the RunConfig fields (None outside federated runs).
     ("n_clients", "INTEGER"),

@@ -73,12 +73,13 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
     configs = []
     for name in dict.fromkeys(spec.techniques):  # de-duplicated, order kept
         technique = get_technique_class(name)
-        epsilons = spec.epsilons if technique.uses_epsilon else (None,)
-        norms = spec.clipping_norms if technique.uses_clipping else (None,)
+        uses_epsilon, uses_clipping = technique.axes(spec)  # may follow a setting (he-inference trained by dp-sgd)
+        epsilons = spec.epsilons if uses_epsilon else (None,)
+        norms = spec.clipping_norms if uses_clipping else (None,)
         extras = technique.expand_fields(spec)  # e.g. federated settings; [{}] for most techniques
         for extra, epsilon, norm, seed in itertools.product(extras, dict.fromkeys(epsilons), dict.fromkeys(norms),
                                                             dict.fromkeys(spec.seeds)):
-            private = technique.uses_epsilon
+            private = uses_epsilon
             pure = private and technique.pure_dp  # pure epsilon-DP: delta 0, no Opacus accountant
             configs.append(RunConfig(
                 technique=name, seed=seed, target_epsilon=epsilon, max_grad_norm=norm,
@@ -133,7 +134,7 @@ def make_record(run_id: str, config: RunConfig, data: PreparedDataset, outcome: 
     record = {
         "run_id": run_id, **{k: v for k, v in config.to_dict().items() if k not in ("hidden_units", "train_subsample")},
         "n_train": data.n_train, "dataset_fingerprint": data.fingerprint,
-        "privacy_model": get_technique_class(config.technique).privacy_model,
+        "privacy_model": get_technique_class(config.technique).privacy_model_for(config),
         "data_derived_bounds": list(data.data_derived_bounds), "versions": _versions(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "config": config.to_dict(),
         "device": device,
@@ -255,10 +256,13 @@ def spec_for_run(config: RunConfig) -> SweepSpec:
     """The one-run sweep spec whose expansion is exactly `config` (the inverse of `expand` for one point)."""
     technique = get_technique_class(config.technique)
     defaults = SweepSpec()
+    uses_epsilon, uses_clipping = technique.axes(SweepSpec(dataset=config.dataset, techniques=(config.technique,),
+                                                           train_technique=config.train_technique))
     spec = SweepSpec(
         dataset=config.dataset, techniques=(config.technique,), model=config.model, seeds=(config.seed,),
-        epsilons=(config.target_epsilon,) if technique.uses_epsilon else defaults.epsilons,
-        clipping_norms=(config.max_grad_norm,) if technique.uses_clipping else defaults.clipping_norms,
+        epsilons=(config.target_epsilon,) if uses_epsilon else defaults.epsilons,
+        clipping_norms=(config.max_grad_norm,) if uses_clipping else defaults.clipping_norms,
+        train_technique=config.train_technique,
         epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
         hidden_units=config.hidden_units, train_subsample=config.train_subsample,
         delta=config.delta if config.delta else defaults.delta,

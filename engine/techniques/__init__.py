@@ -12,6 +12,7 @@ from engine.techniques.registry import (
 # Importing the modules registers the built-in techniques.
 from engine.techniques import baseline as _baseline  # noqa: E402,F401
 from engine.techniques import dp_sgd as _dp_sgd  # noqa: E402,F401
+from engine.techniques import he_inference as _he_inference  # noqa: E402,F401
 from engine.techniques import federated as _federated  # noqa: E402,F401
 from engine.techniques import diffprivlib_models as _diffprivlib_models  # noqa: E402,F401
 from engine.techniques import local_dp as _local_dp  # noqa: E402,F401

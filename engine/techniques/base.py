@@ -73,6 +73,17 @@ class Technique(ABC):
         return None
 
     @classmethod
+    def axes(cls, spec) -> tuple[bool, bool]:
+        """(uses_epsilon, uses_clipping) for the runs of `spec` (SweepSpec): the class attributes, unless a
+        technique's axes follow a setting (he-inference expands over epsilon only when it trains with dp-sgd)."""
+        return cls.uses_epsilon, cls.uses_clipping
+
+    @classmethod
+    def privacy_model_for(cls, config: RunConfig) -> str:
+        """The privacy model recorded for this run; by default the class attribute."""
+        return cls.privacy_model
+
+    @classmethod
     def expand_fields(cls, spec) -> list[dict[str, Any]]:
         """Extra RunConfig fields of this technique's runs in `spec` (SweepSpec), one dict per run.
 

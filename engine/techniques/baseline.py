@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+from torch import nn
 
 from engine.config import RunConfig
 from engine.data import PreparedDataset
@@ -12,19 +15,27 @@ from engine.techniques.registry import register_technique
 from engine.techniques.training import evaluate, model_for, seed_everything, train_epochs, train_loader
 
 
+def train_baseline(config: RunConfig, data: PreparedDataset, *, context: RunContext,
+                   on_progress: RunProgress | None = None,
+                   build: Callable[[RunConfig, PreparedDataset], nn.Module] = model_for) -> tuple[nn.Module, RunResult]:
+    """Train without privacy: the trained model and its result. `build` makes the model after seeding
+    (he-inference passes its square-activation MLP and then serves the trained model encrypted)."""
+    generator = seed_everything(config.seed)
+    model = build(config, data).to(context.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    loader = train_loader(data, config.batch_size, generator)
+    with PeakMemory(context.device) as memory, Stopwatch() as clock:
+        train_epochs(model, optimizer, loader, epochs=config.epochs, device=context.device,
+                     on_progress=on_progress)
+    metrics = evaluate(model, data, context.device)
+    return model, RunResult(**metrics, train_seconds=clock.seconds, peak_memory_mb=memory.peak_mb,
+                            device=context.device, steps=config.epochs * len(loader))
+
+
 @register_technique("baseline")
 class Baseline(Technique):
     description = "Same model and optimiser, no privacy: the non-private reference."
 
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
             on_progress: RunProgress | None = None) -> RunResult:
-        generator = seed_everything(config.seed)
-        model = model_for(config, data).to(context.device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        loader = train_loader(data, config.batch_size, generator)
-        with PeakMemory(context.device) as memory, Stopwatch() as clock:
-            train_epochs(model, optimizer, loader, epochs=config.epochs, device=context.device,
-                         on_progress=on_progress)
-        metrics = evaluate(model, data, context.device)
-        return RunResult(**metrics, train_seconds=clock.seconds, peak_memory_mb=memory.peak_mb,
-                         device=context.device, steps=config.epochs * len(loader))
+        return train_baseline(config, data, context=context, on_progress=on_progress)[1]

@@ -4,9 +4,11 @@ so that the named accountant (PRV by default, or RDP) reports at most the target
 from __future__ import annotations
 
 import warnings
+from typing import Callable
 
 import torch
 from opacus import PrivacyEngine
+from torch import nn
 
 from engine.config import RunConfig
 from engine.data import PreparedDataset
@@ -27,32 +29,40 @@ class DPSGD(Technique):
 
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
             on_progress: RunProgress | None = None) -> RunResult:
-        planned_steps, sample_rate = steps_and_sample_rate(data.n_train, config.batch_size, config.epochs)
-        noise_multiplier = calibrated_noise(
-            target_epsilon=config.target_epsilon, delta=config.delta, sample_rate=sample_rate,
-            steps=planned_steps, accountant=config.accountant, cache=context.noise_cache,
+        return train_dp_sgd(config, data, context=context, on_progress=on_progress)[1]
+
+
+def train_dp_sgd(config: RunConfig, data: PreparedDataset, *, context: RunContext,
+                 on_progress: RunProgress | None = None,
+                 build: Callable[[RunConfig, PreparedDataset], nn.Module] = model_for) -> tuple[nn.Module, RunResult]:
+    """Train with DP-SGD: the trained model (an Opacus GradSampleModule; `._module` is the plain one) and its
+    result. `build` makes the model after seeding (he-inference passes its square-activation MLP)."""
+    planned_steps, sample_rate = steps_and_sample_rate(data.n_train, config.batch_size, config.epochs)
+    noise_multiplier = calibrated_noise(
+        target_epsilon=config.target_epsilon, delta=config.delta, sample_rate=sample_rate,
+        steps=planned_steps, accountant=config.accountant, cache=context.noise_cache,
+    )
+    generator = seed_everything(config.seed)
+    model = build(config, data).to(context.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    with warnings.catch_warnings():
+        # Opacus warns that secure_mode is off; we report what we run (CSPRNG noise is future work).
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant=config.accountant)
+        model, optimizer, loader = engine.make_private(
+            module=model, optimizer=optimizer, data_loader=train_loader(data, config.batch_size, generator),
+            noise_multiplier=noise_multiplier, max_grad_norm=config.max_grad_norm, poisson_sampling=True,
         )
-        generator = seed_everything(config.seed)
-        model = model_for(config, data).to(context.device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        with warnings.catch_warnings():
-            # Opacus warns that secure_mode is off; we report what we run (CSPRNG noise is future work).
-            warnings.filterwarnings("ignore", message="Secure RNG turned off")
-            engine = PrivacyEngine(accountant=config.accountant)
-            model, optimizer, loader = engine.make_private(
-                module=model, optimizer=optimizer, data_loader=train_loader(data, config.batch_size, generator),
-                noise_multiplier=noise_multiplier, max_grad_norm=config.max_grad_norm, poisson_sampling=True,
-            )
-        with PeakMemory(context.device) as memory, Stopwatch() as clock, warnings.catch_warnings():
-            # Opacus' hooks fire on the first layer whose input needs no gradient: harmless, and noisy.
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            train_epochs(model, optimizer, loader, epochs=config.epochs, device=context.device,
-                         on_progress=on_progress)
-        # Epsilon for the steps the accountant actually recorded (not the plan).
-        steps_done = sum(steps for _, _, steps in engine.accountant.history)
-        epsilon = epsilon_for(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps_done,
-                              delta=config.delta, accountant=config.accountant, epsilon_scale=config.target_epsilon)
-        metrics = evaluate(model, data, context.device)
-        return RunResult(**metrics, train_seconds=clock.seconds, peak_memory_mb=memory.peak_mb,
-                         device=context.device, epsilon=epsilon, noise_multiplier=noise_multiplier,
-                         sample_rate=sample_rate, steps=steps_done)
+    with PeakMemory(context.device) as memory, Stopwatch() as clock, warnings.catch_warnings():
+        # Opacus' hooks fire on the first layer whose input needs no gradient: harmless, and noisy.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        train_epochs(model, optimizer, loader, epochs=config.epochs, device=context.device,
+                     on_progress=on_progress)
+    # Epsilon for the steps the accountant actually recorded (not the plan).
+    steps_done = sum(steps for _, _, steps in engine.accountant.history)
+    epsilon = epsilon_for(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps_done,
+                          delta=config.delta, accountant=config.accountant, epsilon_scale=config.target_epsilon)
+    metrics = evaluate(model, data, context.device)
+    return model, RunResult(**metrics, train_seconds=clock.seconds, peak_memory_mb=memory.peak_mb,
+                            device=context.device, epsilon=epsilon, noise_multiplier=noise_multiplier,
+                            sample_rate=sample_rate, steps=steps_done)

@@ -1,0 +1,172 @@
+"""`he-inference`: score test records under CKKS homomorphic encryption (TenSEAL), client/server split.
+
+What it protects: the record being scored. The client encrypts it under a secret key that never leaves the
+client; the server holds the plaintext model and a public context (no secret key) and returns encrypted
+scores; the client decrypts and decides by the sign (or arg-max) of the scores. It does not protect the
+training data: for that, train the served model with DP-SGD (`--train-technique dp-sgd --epsilon ...`), the
+hybrid whose record carries both the training epsilon and the cost of encrypted scoring.
+
+Models: `logreg` (one plaintext matrix product, depth 1) and `mlp`, served as its HE-friendly twin with a
+square activation (engine.he.model.SquareMLP, depth 2 for two classes); the ReLU MLP is trained too, with
+the same technique and settings, so the record shows what the HE-friendly architecture costs in accuracy.
+
+Both modes are measured in every run: batched (every test record, feature-major packing, no rotation keys)
+and interactive (one record per ciphertext, on the first INTERACTIVE_SAMPLE test records: it is 100x
+slower). `accuracy`, `balanced_accuracy` and `roc_auc` are those of the decisions taken under encryption.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
+
+from engine.config import RunConfig
+from engine.data import PreparedDataset
+from engine.errors import ConfigError
+from engine.frontier import register_cost_metric
+from engine.he import HE_MODELS, SquareMLP, plain_model, score_encrypted
+from engine.measure import PeakMemory, Stopwatch
+from engine.store import register_columns
+from engine.techniques.base import RunContext, RunProgress, RunResult, Technique
+from engine.techniques.baseline import train_baseline
+from engine.techniques.dp_sgd import train_dp_sgd
+from engine.techniques.registry import register_technique
+
+TRAINERS = {"baseline": train_baseline, "dp-sgd": train_dp_sgd}  # same code paths as those techniques
+# Records scored one ciphertext at a time (the first test records): ~30 ms each for logreg, ~1 s for the MLP.
+INTERACTIVE_SAMPLE = {"logreg": 64, "mlp": 8}
+
+register_columns([
+    ("protects", "TEXT"),  # plain words: what the technique protects (the record scored; + training data if DP)
+    ("privacy_unit", "TEXT"),  # "record" for DP-SGD-trained hybrids, "none" otherwise
+    ("he_accuracy", "REAL"),  # accuracy of the decisions taken under encryption (every test record)
+    ("he_plaintext_accuracy", "REAL"),  # the same served model scored in plaintext
+    ("he_relu_mlp_accuracy", "REAL"),  # mlp only: the ReLU MLP, same training, plaintext
+    ("he_agreement", "REAL"),  # share of encrypted decisions equal to plaintext decisions (batched, every record)
+    ("he_agreement_interactive", "REAL"),
+    ("he_max_abs_error", "REAL"),  # largest |decrypted score - plaintext score| over both modes
+    ("he_ms_per_record_batched", "REAL"),  # end to end: encrypt + evaluate + decrypt
+    ("he_ms_encrypt_batched", "REAL"),
+    ("he_ms_evaluate_batched", "REAL"),
+    ("he_ms_decrypt_batched", "REAL"),
+    ("he_records_per_second_batched", "REAL"),
+    ("he_ms_per_record_interactive", "REAL"),
+    ("he_ms_encrypt_interactive", "REAL"),
+    ("he_ms_evaluate_interactive", "REAL"),
+    ("he_ms_decrypt_interactive", "REAL"),
+    ("he_interactive_sample", "INTEGER"),  # records scored one at a time
+    ("he_plaintext_ms_per_record", "REAL"),
+    ("he_bytes_per_record", "REAL"),  # batched, uploaded + returned
+    ("he_upload_bytes_per_record_batched", "REAL"),
+    ("he_download_bytes_per_record_batched", "REAL"),
+    ("he_upload_bytes_per_record_interactive", "REAL"),
+    ("he_download_bytes_per_record_interactive", "REAL"),
+    ("he_context_bytes", "INTEGER"),  # public context sent for batched scoring (no Galois keys)
+    ("he_context_galois_bytes", "INTEGER"),  # public context sent for interactive scoring (with Galois keys)
+    ("he_galois_keys_bytes", "INTEGER"),
+    ("he_relin_keys_bytes", "INTEGER"),
+    ("he_poly_modulus_degree", "INTEGER"),
+    ("he_coeff_modulus_bits", "TEXT"),  # e.g. "60,40,60"
+    ("he_coeff_modulus_total_bits", "INTEGER"),
+    ("he_scale_bits", "INTEGER"),
+    ("he_depth", "INTEGER"),
+    ("he_security_bits", "INTEGER"),  # HE Standard level met: 128, 192 or 256
+    ("he_peak_memory_mb", "REAL"),
+])
+register_cost_metric("he_ms_per_record_batched", "encrypted scoring latency (batched)", "ms/record")
+register_cost_metric("he_ms_per_record_interactive", "encrypted scoring latency (one record at a time)", "ms/record")
+register_cost_metric("he_bytes_per_record", "bytes per record (encrypted, batched)", "B")
+register_cost_metric("he_context_galois_bytes", "public context with rotation keys", "B")
+
+
+def square_mlp_for(config: RunConfig, data: PreparedDataset) -> SquareMLP:
+    return SquareMLP(data.n_features, data.n_classes, config.hidden_units)
+
+
+def _stage(on_progress: RunProgress | None, start: float, stop: float) -> RunProgress | None:
+    return (lambda fraction: on_progress(start + (stop - start) * fraction)) if on_progress else None
+
+
+def _roc_auc(y: np.ndarray, scores: np.ndarray, n_classes: int) -> float | None:
+    try:
+        if n_classes == 2:
+            return float(roc_auc_score(y, scores[:, 0]))
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return float(roc_auc_score(y, shifted / shifted.sum(axis=1, keepdims=True), multi_class="ovr", average="macro"))
+    except ValueError:  # one class in the test set
+        return None
+
+
+@register_technique("he-inference")
+class HEInference(Technique):
+    description = ("Encrypted inference (CKKS, TenSEAL): the server scores records it cannot read. Protects the "
+                   "record being scored; with --train-technique dp-sgd also the training data.")
+
+    @classmethod
+    def axes(cls, spec) -> tuple[bool, bool]:
+        private = spec.train_technique == "dp-sgd"  # the hybrid sweeps DP-SGD's epsilon and clipping grid
+        return private, private
+
+    @classmethod
+    def expand_fields(cls, spec) -> list[dict]:
+        return [{"train_technique": spec.train_technique or "baseline"}]
+
+    @classmethod
+    def privacy_model_for(cls, config: RunConfig) -> str:
+        return "global" if config.train_technique == "dp-sgd" else "none"
+
+    def check(self, config: RunConfig, data: PreparedDataset) -> None:
+        if config.model not in HE_MODELS or data.is_image:
+            raise ConfigError(f"he-inference serves --model logreg or mlp (as its square-activation twin) on tables, "
+                              f"not {config.model!r} on {data.name}: use --model logreg or --model mlp.")
+        if (config.train_technique or "baseline") not in TRAINERS:
+            raise ConfigError(f"Unknown --train-technique {config.train_technique!r}: choose baseline or dp-sgd.")
+
+    def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
+            on_progress: RunProgress | None = None) -> RunResult:
+        self.check(config, data)
+        train_technique = config.train_technique or "baseline"
+        trainer: Callable = TRAINERS[train_technique]
+        relu_accuracy = None
+        if config.model == "mlp":  # the ReLU MLP for comparison, then the square MLP that is served
+            _, relu = trainer(config, data, context=context, on_progress=_stage(on_progress, 0.0, 0.3))
+            relu_accuracy = relu.accuracy
+            model, trained = trainer(config, data, context=context, on_progress=_stage(on_progress, 0.3, 0.6),
+                                     build=square_mlp_for)
+        else:
+            model, trained = trainer(config, data, context=context, on_progress=_stage(on_progress, 0.0, 0.6))
+        served = plain_model(model)
+        with PeakMemory("cpu") as memory, Stopwatch() as clock:
+            scoring = score_encrypted(served, data.x_test, interactive_sample=INTERACTIVE_SAMPLE[config.model],
+                                      on_progress=_stage(on_progress, 0.6, 1.0))
+        y = data.y_test
+        he_accuracy = float(accuracy_score(y, scoring.decisions))
+        private = train_technique == "dp-sgd"
+        extra = {
+            **scoring.metrics,
+            "he_accuracy": he_accuracy,
+            "he_plaintext_accuracy": float(accuracy_score(y, scoring.plain_decisions)),
+            "he_relu_mlp_accuracy": relu_accuracy,
+            "he_served_model": "logreg" if served.kind == "linear" else f"mlp-square (hidden {config.hidden_units})",
+            "he_seconds": clock.seconds,
+            "he_peak_memory_mb": memory.peak_mb,
+            "privacy_unit": "record" if private else "none",
+            "protects": ("the record being scored (CKKS: the server computes without the secret key) and the "
+                         "training data (DP-SGD, record-level epsilon)" if private else
+                         "the record being scored (CKKS: the server computes without the secret key); "
+                         "not the training data"),
+        }
+        peak = memory.peak_mb if context.device == "cpu" else trained.peak_memory_mb
+        if context.device == "cpu" and trained.peak_memory_mb is not None:
+            peak = max(peak, trained.peak_memory_mb)
+        if on_progress:
+            on_progress(1.0)
+        return RunResult(
+            accuracy=he_accuracy, balanced_accuracy=float(balanced_accuracy_score(y, scoring.decisions)),
+            roc_auc=_roc_auc(y, scoring.scores, data.n_classes), train_seconds=trained.train_seconds,
+            peak_memory_mb=peak, device=context.device, epsilon=trained.epsilon,
+            noise_multiplier=trained.noise_multiplier, sample_rate=trained.sample_rate, steps=trained.steps,
+            extra=extra,
+        )
