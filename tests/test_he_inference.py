@@ -152,3 +152,16 @@ def test_cli_sweep_with_train_technique(isolated_store):
     assert records[0]["he_agreement"] == 1.0 and records[0]["he_security_bits"] == 128
     bad = runner.invoke(app, [*args, "--train-technique", "local-dp"])
     assert bad.exit_code == 2 and "train technique" in bad.output
+
+
+def test_dashboard_view_has_one_row_per_configuration(store):
+    from engine.he.view import HE_MEASURES, he_view
+
+    spec = SweepSpec(dataset="breast-cancer", techniques=("he-inference", "baseline"), model="logreg", seeds=(0, 1),
+                     epochs=1, batch_size=64)
+    run_sweep(spec, store=store)
+    view = he_view(store.dataframe(), "breast-cancer")
+    assert len(view) == 1 and view["seeds"].iloc[0] == 2 and view["train_technique"].iloc[0] == "baseline"
+    assert set(HE_MEASURES) <= set(view.columns) and view["he_ms_per_record_batched"].iloc[0] > 0
+    assert "record being scored" in view["protects"].iloc[0]
+    assert he_view(store.dataframe(), "adult").empty
