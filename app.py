@@ -1,6 +1,7 @@
 """Privacy Frontier dashboard: the router and the set-up every page shares (`streamlit run app.py`).
 
-Pages live in pages/; each reads its widgets, builds one typed config, calls one engine function and
+Pages live in views/ (not pages/: a folder named pages/ makes Streamlit 1.67 serve a deep link such as
+/frontier on a freshly started server in its legacy mode, without this router); each reads its widgets, builds one typed config, calls one engine function and
 renders the answer. Later pages (Data / Sweep / Frontier / Decide) are added to the list below.
 """
 
@@ -31,9 +32,9 @@ with st.sidebar:
         )
 
 st.navigation([
-    st.Page("pages/home.py", title="Start", icon=":material/home:", default=True),
-    st.Page("pages/data.py", title="Data", icon=":material/table:"),
-    st.Page("pages/sweep.py", title="Sweep", icon=":material/play_circle:"),
-    st.Page("pages/frontier.py", title="Frontier", icon=":material/show_chart:"),
-    st.Page("pages/decide.py", title="Decide", icon=":material/gavel:"),
+    st.Page("views/home.py", title="Start", icon=":material/home:", default=True),
+    st.Page("views/data.py", title="Data", icon=":material/table:"),
+    st.Page("views/sweep.py", title="Sweep", icon=":material/play_circle:"),
+    st.Page("views/frontier.py", title="Frontier", icon=":material/show_chart:"),
+    st.Page("views/decide.py", title="Decide", icon=":material/gavel:"),
 ]).run()

@@ -167,7 +167,8 @@ def _with_sentences(s: DecisionSummary) -> DecisionSummary:
         f"this configuration once on fresh data, or tune on public data, to claim ε = {s.epsilon:.3g}."
     )
     if c.n_non_private:
-        search += (f" The {c.n_non_private} non-private baseline run{'s' if c.n_non_private != 1 else ''} carry no "
-                   f"guarantee at all: use them for comparison only, never release them.")
+        plural = c.n_non_private != 1
+        search += (f" The {c.n_non_private} non-private baseline run{'s carry' if plural else ' carries'} no guarantee "
+                   f"at all: use {'them' if plural else 'it'} for comparison only, never release {'them' if plural else 'it'}.")
     s.sentences.update(budget=budget, given_up=given_up, search=search)
     return s

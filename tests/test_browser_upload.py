@@ -104,7 +104,7 @@ def test_upload_a_csv_in_chromium(dashboard, tmp_path):
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             page.set_default_timeout(RENDER_TIMEOUT_MS)
             page.goto(url, wait_until="domcontentloaded")
-            # Wait for the router's own navigation (a `pages/` folder makes Streamlit show its legacy one at first).
+            # Wait for the router's own navigation (before the first run finishes).
             page.get_by_text("Result store").first.wait_for(state="visible")
             page.locator('[data-testid="stSidebarNavLink"]', has_text="Data").first.click()  # as a user would
             page.get_by_text("Choose a dataset").first.wait_for(state="visible")

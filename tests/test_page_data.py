@@ -23,7 +23,7 @@ IDENTIFIERS = {"applicant_id", "full_name", "email", "phone", "national_id", "zi
 def _data_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("views/data.py").run()
     _ok(at)
     return at
 

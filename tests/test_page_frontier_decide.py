@@ -38,7 +38,7 @@ def _open(monkeypatch, store_path, page) -> AppTest:
 
 
 def test_frontier_page_draws_frontier_cost_and_heatmap(monkeypatch, store_path):
-    at = _open(monkeypatch, store_path, "pages/frontier.py")
+    at = _open(monkeypatch, store_path, "views/frontier.py")
     assert not at.error
     charts = at.get("plotly_chart")
     assert len(charts) == 3  # frontier, cost, clipping heatmap
@@ -57,7 +57,7 @@ def test_frontier_page_draws_frontier_cost_and_heatmap(monkeypatch, store_path):
 
 
 def test_frontier_page_without_runs_points_to_the_sweep_page(monkeypatch, tmp_path):
-    at = _open(monkeypatch, tmp_path / "none.sqlite", "pages/frontier.py")
+    at = _open(monkeypatch, tmp_path / "none.sqlite", "views/frontier.py")
     assert [i.value for i in at.info if "demo sweep" in i.value]
     assert not (tmp_path / "none.sqlite").exists()
 
@@ -71,7 +71,7 @@ def test_decide_page_ranks_explains_and_exports(monkeypatch, store_path):
         return original(self, path_or_data, mimetype, kind, filename)
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", capture)
-    at = _open(monkeypatch, store_path, "pages/decide.py")
+    at = _open(monkeypatch, store_path, "views/decide.py")
     candidates = at.dataframe[0].value
     assert len(candidates) == 4 and list(candidates["metric_mean"]) == sorted(candidates["metric_mean"], reverse=True)
     text = "\n".join(m.value for m in at.markdown)

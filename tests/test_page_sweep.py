@@ -25,7 +25,7 @@ def _sweep_page(**session) -> AppTest:
     for key, value in session.items():
         at.session_state[key] = value
     at.run()
-    at.switch_page("pages/sweep.py").run()
+    at.switch_page("views/sweep.py").run()
     assert not at.exception, [exception.value for exception in at.exception]
     return at
 

@@ -44,4 +44,4 @@ def metric_picker(key: str) -> str:
 def no_runs_hint() -> None:
     st.info("No runs yet. Go to **Sweep** and press *Run the demo sweep*, or run "
             "`frontier sweep --dataset adult` in a terminal.", icon="ℹ️")
-    st.page_link("pages/sweep.py", label="Go to the Sweep page", icon=":material/play_circle:")
+    st.page_link("views/sweep.py", label="Go to the Sweep page", icon=":material/play_circle:")

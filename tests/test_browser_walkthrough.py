@@ -1,4 +1,5 @@
-"""The Sweep page in headless Chromium against the real app: fill the form, launch, watch it finish.
+"""The dashboard walk-through in headless Chromium against the real app on a free local port: choose a dataset,
+run a tiny sweep, see the frontier, choose a run, download the export.
 
 A real `frontier sweep` runs in the background (3 tiny runs on breast-cancer). Uses Debian's Chromium at
 /usr/bin/chromium (never `playwright install`); skipped where it is absent. FRONTIER_SCREENSHOT_DIR keeps the
@@ -8,6 +9,7 @@ screenshots taken while running and when done.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -92,7 +94,8 @@ def _idle(page) -> None:
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
 
 
-def test_launch_a_sweep_from_the_page_and_see_it_finish(dashboard, tmp_path):
+def test_walkthrough_choose_data_sweep_see_frontier_decide_and_export(dashboard, tmp_path):
+    """A first-time user: choose a dataset, run a tiny sweep, see the frontier, choose a run, download the export."""
     from playwright.sync_api import sync_playwright
 
     url, store_path = dashboard
@@ -100,17 +103,29 @@ def test_launch_a_sweep_from_the_page_and_see_it_finish(dashboard, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page = browser.new_page(viewport={"width": 1400, "height": 1400}, accept_downloads=True)
             page.set_default_timeout(60_000)
             page.goto(url, wait_until="domcontentloaded")
-            page.get_by_role("link", name="Sweep").first.click()
-            page.get_by_role("button", name="Run the demo sweep on adult").wait_for(state="visible")
+            page.get_by_role("heading", name="Privacy Frontier").first.wait_for(state="visible")
             _idle(page)
 
-            page.locator(".st-key-sweep_dataset").click()
+            # 1. Data: choose a bundled dataset (the Sweep page then preselects it).
+            page.get_by_role("link", name="Data").first.click()
+            page.locator(".st-key-data_dataset").wait_for(state="visible")
+            _idle(page)
+            page.locator(".st-key-data_dataset input").click()
             page.keyboard.type("breast-cancer")
             page.keyboard.press("Enter")
             _idle(page)
+            page.get_by_text("Breast cancer Wisconsin").first.wait_for(state="visible")  # its card
+
+            # 2. Sweep: a tiny grid, launched in the background, followed to the end.
+            page.get_by_role("link", name="Sweep").first.click()
+            page.locator(".st-key-sweep_dataset").wait_for(state="visible")
+            _idle(page)
+            chosen = page.locator(".st-key-sweep_dataset")
+            assert "breast-cancer" in (chosen.inner_text() + " ".join(chosen.locator("input").evaluate_all(
+                "inputs => inputs.map(input => input.value)")))
             for key, value in (("sweep_epsilons", "1, 4"), ("sweep_epochs", "2"), ("sweep_batch_size", "64")):
                 field = page.locator(f".st-key-{key} input")
                 field.fill(value)
@@ -127,20 +142,55 @@ def test_launch_a_sweep_from_the_page_and_see_it_finish(dashboard, tmp_path):
             assert page.locator(".st-key-sweep_cancel button:visible").count() == 1
             shots.append(tmp_path / "sweep_running.png")
             page.screenshot(path=str(shots[-1]), full_page=True)
-
             page.get_by_text("Finished in").wait_for(state="visible", timeout=SWEEP_TIMEOUT_MS)
             page.get_by_text("3 of 3 runs (0 cached, 0 failed)").wait_for(state="visible")
-            page.locator(".js-plotly-plot").first.wait_for(state="visible")  # this sweep's frontier
-            assert page.locator('[data-testid="stException"]').count() == 0
             shots.append(tmp_path / "sweep_done.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
+
+            # 3. Frontier: the chart of what was just measured.
+            page.locator(".st-key-sweep_see_frontier button:visible").click()
+            page.get_by_role("heading", name="Frontier").first.wait_for(state="visible")
+            page.locator(".js-plotly-plot").first.wait_for(state="visible")
+            _idle(page)
+            shots.append(tmp_path / "frontier.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
+
+            # 4. Decide: choose a run (a budget limit picks the epsilon-1 configuration) and download the export.
+            page.get_by_role("link", name="Decide").first.click()
+            page.get_by_text("The choice:").first.wait_for(state="visible")
+            _idle(page)
+            field = page.locator(".st-key-decide_max_epsilon input")
+            field.fill("2")
+            field.press("Enter")
+            _idle(page)
+            # The ranked candidates now stop at epsilon 2: the epsilon-1 configuration is the choice.
+            page.get_by_role("heading", name=re.compile(r"The choice: .* ε = (0\.99\d*|1)$")).wait_for(state="visible")
+            page.get_by_text("What the search itself spent").first.wait_for(state="visible")
+            with page.expect_download() as report_download:
+                page.locator(".st-key-decide_download_report button:visible").click()
+            report = Path(report_download.value.path()).read_text()
+            with page.expect_download() as config_download:
+                page.locator(".st-key-decide_download_config button:visible").click()
+            config_yaml = Path(config_download.value.path()).read_text()
+            assert page.locator('[data-testid="stException"]').count() == 0
+            shots.append(tmp_path / "decide.png")
             page.screenshot(path=str(shots[-1]), full_page=True)
         finally:
             browser.close()
 
-    from engine.store import ResultStore
+    import yaml
 
+    from engine.config import SweepSpec
+    from engine.store import ResultStore
+    from engine.sweep import plan_sweep
+
+    exported = SweepSpec.from_mapping(yaml.safe_load(config_yaml))
+    assert exported.epsilons == (1.0,) and exported.dataset == "breast-cancer"
+    (run_id,) = plan_sweep(exported, None).run_ids
+    assert report.startswith("<!doctype html>") and run_id in report and "composed" in report
     with ResultStore(store_path, create=False) as store:
         assert {record["status"] for record in store.records()} == {"ok"} and len(store.records()) == 3
+        assert store.get(run_id)["target_epsilon"] == 1.0
     keep = os.environ.get("FRONTIER_SCREENSHOT_DIR")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)

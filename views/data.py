@@ -14,7 +14,7 @@ from engine.data import catalogue_signature, dataset_names, get_dataset_info, lo
 from engine.data.upload import CsvInspection, UploadSpec, delete_upload, inspect_csv, register_upload, slugify
 from engine.errors import EngineError
 
-SELECTED = "selected_dataset"  # read by pages/sweep.py
+SELECTED = "selected_dataset"  # read by views/sweep.py
 PREVIEW_ROWS = 20
 LABEL_HINTS = {"label", "target", "outcome", "class", "y", "default", "defaulted", "churn", "fraud", "readmitted",
                "diagnosis", "died", "death", "approved", "response", "result"}
@@ -133,7 +133,7 @@ def render_dataset_choice(signature: tuple) -> None:
         render_card(dataset_card(name, signature))
     except EngineError as exc:
         st.error(f"Cannot prepare {name!r}: {exc}")
-    st.page_link("pages/sweep.py", label=f"Sweep {name}", icon=":material/play_circle:")
+    st.page_link("views/sweep.py", label=f"Sweep {name}", icon=":material/play_circle:")
 
 
 def render_inspection(inspection: CsvInspection, tag: str) -> None:
@@ -233,7 +233,7 @@ def render_upload(raw: bytes, filename: str, existing_uploads: list[str]) -> Non
         st.success(f"Saved as **{saved['name']}** (fingerprint `{saved['fingerprint']}`), kept at `{saved['folder']}` "
                    "under the store folder, on this machine; never sent anywhere. Identifier columns removed before "
                    f"saving: {', '.join(saved['dropped']) or 'none'}.", icon=":material/check_circle:")
-        st.page_link("pages/sweep.py", label=f"Sweep {saved['name']} now", icon=":material/play_circle:")
+        st.page_link("views/sweep.py", label=f"Sweep {saved['name']} now", icon=":material/play_circle:")
 
 
 def render_uploads(catalogue_rows: list[dict]) -> None:

@@ -134,7 +134,7 @@ def show_job(status: jobs.JobStatus, store: Path) -> None:
             st.caption("This sweep's frontier appears here as its private runs finish.")
         if st.button(f"See the frontier on {status.dataset}", key="sweep_see_frontier", icon=":material/show_chart:"):
             st.session_state["selected_dataset"] = status.dataset  # the Frontier page opens on this dataset
-            st.switch_page("pages/frontier.py")
+            st.switch_page("views/frontier.py")
     with right:
         table = pd.DataFrame([{"run": run.label, "status": RUN_STATUS_LABELS.get(run.status, run.status),
                                "ε": run.epsilon, "accuracy": run.accuracy} for run in status.runs])
