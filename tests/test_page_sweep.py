@@ -104,6 +104,21 @@ def test_form_builds_the_spec_that_is_launched(launched):
     assert (workers, device) == (2, "cpu")
 
 
+def test_federated_and_encrypted_settings_reach_the_spec(launched):
+    at = _sweep_page(selected_dataset="heart")
+    _fill(at, sweep_techniques=["fed-dp-sgd", "he-inference"])
+    assert at.expander(key="sweep_federated") is not None and at.expander(key="sweep_he") is not None
+    _fill(at, sweep_partition="natural", sweep_local_epochs=2, sweep_clients_per_round=3, sweep_train_technique="dp-sgd",
+          sweep_epsilons="1, 4", sweep_accountant="rdp")
+    at.checkbox(key="sweep_secure_aggregation").check()
+    at.button(key="sweep_launch").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    [(spec, _, _)] = launched
+    assert (spec.partition, spec.n_clients, spec.local_epochs, spec.clients_per_round) == ("natural", None, 2, 3)
+    assert spec.secure_aggregation is True and spec.train_technique == "dp-sgd" and spec.alpha is None
+    assert spec.techniques == ("fed-dp-sgd", "he-inference") and spec.epsilons == (1.0, 4.0)
+
+
 def test_summary_counts_runs_already_in_the_store(isolated_store):
     settings = dict(dataset="breast-cancer", epochs=2, batch_size=64, accountant="rdp", epsilons=(1.0, 4.0),
                     clipping_norms=(1.0,), seeds=(0,))

@@ -13,13 +13,14 @@ import streamlit as st
 
 import engine.jobs as jobs
 from engine.charts import frontier_figure
-from engine.config import DEVICES, MODELS, SweepSpec, parse_number_list
+from engine.config import DEVICES, MODELS, PARTITIONS, TRAIN_TECHNIQUES, SweepSpec, parse_number_list
 from engine.data import dataset_names
 from engine.errors import ConfigError, EngineError
 from engine.frontier import frontier_view
 from engine.measure import resolve_device
 from engine.store import resolve_store_path, store_signature
 from engine.techniques import get_technique_class, technique_names
+from engine.techniques.federated import FederatedTechnique
 from ui.common import load_runs
 
 POLL_RUNNING_S = 2.0  # how often the progress panel re-reads a running job (reading it takes ~3 ms)
@@ -262,12 +263,52 @@ with st.expander("More settings", key="sweep_more"):
                                            key="sweep_train_subsample",
                                            help="A fixed, seeded subset of the training rows: quicker, less accurate.")
 
+FEDERATED_TECHNIQUES = {name for name in technique_names()
+                        if issubclass(get_technique_class(name), FederatedTechnique) or name == "single-silo"}
+extra: dict = {}  # settings of the federated and encrypted-inference techniques, only when one is chosen
+federated = [name for name in techniques if name in FEDERATED_TECHNIQUES]
+if federated:
+    with st.expander(f"Federated settings ({', '.join(federated)})", expanded=True, key="sweep_federated"):
+        col_clients, col_partition, col_alpha, col_rounds = st.columns(4)
+        partition = col_partition.selectbox("Partition", PARTITIONS, key="sweep_partition",
+                                            help="iid: random split. dirichlet: label skew (alpha). natural: the "
+                                                 "dataset's own silos (heart: its four hospitals). quantity: size skew.")
+        n_clients = col_clients.number_input("Clients", min_value=2, value=10, key="sweep_clients",
+                                             disabled=partition == "natural",
+                                             help="natural: one client per silo of the dataset.")
+        alpha = col_alpha.number_input("alpha (skew)", min_value=0.01, value=0.5, key="sweep_alpha",
+                                       disabled=partition not in ("dirichlet", "quantity"),
+                                       help="Smaller alpha: more different silos.")
+        rounds = col_rounds.number_input("Rounds (0 = epochs)", min_value=0, value=0, key="sweep_rounds")
+        col_local, col_per_round, col_dropout, col_secure = st.columns(4)
+        local_epochs = col_local.number_input("Local epochs", min_value=1, value=1, key="sweep_local_epochs")
+        per_round = col_per_round.number_input("Clients per round (0 = all)", min_value=0, value=0,
+                                               key="sweep_clients_per_round")
+        dropout = col_dropout.number_input("Drop-out chance", min_value=0.0, max_value=0.9, value=0.0,
+                                           key="sweep_dropout", help="Chance a picked client drops out mid-round.")
+        secure = col_secure.checkbox("Secure aggregation", key="sweep_secure_aggregation",
+                                     help="Pairwise-masked sums (Bonawitz et al. 2017): the coordinator sees only "
+                                          "masked updates.")
+        extra.update(partition=partition, n_clients=None if partition == "natural" else int(n_clients), rounds=int(rounds) or None,
+                     alpha=float(alpha) if partition in ("dirichlet", "quantity") else None,
+                     local_epochs=int(local_epochs), clients_per_round=int(per_round) or None,
+                     dropout=float(dropout) or None, secure_aggregation=secure or None)
+if "he-inference" in techniques:
+    with st.expander("Encrypted inference settings (he-inference)", expanded=True, key="sweep_he"):
+        extra["train_technique"] = st.selectbox(
+            "Train the served model with", TRAIN_TECHNIQUES, key="sweep_train_technique",
+            help="dp-sgd: the hybrid — a model trained with DP-SGD (the ε values above) and scored encrypted.")
+
 spec = None
 if not errors:
-    spec = SweepSpec(dataset=dataset, techniques=tuple(techniques), model=None if model == "auto" else model,
-                     epsilons=epsilons, clipping_norms=clipping_norms, seeds=seeds, epochs=int(epochs),
-                     batch_size=int(batch_size), learning_rate=float(learning_rate), hidden_units=int(hidden_units),
-                     delta=delta, accountant=accountant, train_subsample=int(subsample) or None)
+    try:
+        spec = SweepSpec(dataset=dataset, techniques=tuple(techniques), model=None if model == "auto" else model,
+                         epsilons=epsilons, clipping_norms=clipping_norms, seeds=seeds, epochs=int(epochs),
+                         batch_size=int(batch_size), learning_rate=float(learning_rate), hidden_units=int(hidden_units),
+                         delta=delta, accountant=accountant, train_subsample=int(subsample) or None, **extra)
+    except EngineError as exc:
+        errors.append(str(exc))
+if spec is not None:
     try:
         summary = estimate(spec, str(store_path), store_signature(store_path), int(workers))
     except EngineError as exc:
