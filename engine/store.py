@@ -213,6 +213,7 @@ def store_signature(path: str | os.PathLike | None = None) -> tuple:
 
 def read_runs(path: str | os.PathLike | None = None) -> pd.DataFrame:
     """All runs as a DataFrame with numeric columns as floats; empty when there is no store yet (never creates one)."""
+    import engine.techniques  # noqa: F401 - every technique registers its record columns on import
     from engine.frontier import numeric_runs
 
     resolved = resolve_store_path(path)

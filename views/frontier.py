@@ -9,6 +9,7 @@ from engine.charts import clipping_heatmap, cost_figure, frontier_figure, local_
 from engine.errors import EngineError
 from engine.frontier import (COST_METRICS, available_costs, clipping_grid, cost_view, frontier_view,
                              local_global_view)
+from engine.he.view import HE_MEASURES, he_view
 from engine.techniques import get_technique_class, technique_names
 from ui.common import METRIC_LABELS, dataset_picker, load_runs, metric_picker, no_runs_hint
 
@@ -99,6 +100,17 @@ else:
     else:
         st.plotly_chart(clipping_heatmap(grid, metric), key="frontier_heatmap", width="stretch")
         st.caption(f"Mean {label} over seeds for each target ε and clipping norm C.")
+
+encrypted = he_view(runs, dataset)
+if not encrypted.empty:
+    st.subheader("Encrypted inference: what scoring an encrypted record costs")
+    st.caption("Encryption is not an ε: it protects the record being scored from the scoring service, while DP "
+               "protects the people in the training data. A hybrid (trained with DP-SGD) shows both its training ε "
+               "and its inference cost.")
+    shown = {column: f"{label} ({unit})" if unit else label for column, (label, unit) in HE_MEASURES.items()}
+    table = encrypted[["model", "train_technique", "target_epsilon", *HE_MEASURES, "seeds"]].rename(
+        columns={"train_technique": "trained with", "target_epsilon": "target ε", **shown})
+    st.dataframe(table, hide_index=True, width="stretch", key="frontier_he_table", placeholder="—")
 
 with st.expander(f"All runs on {dataset} ({n_ok} ok, {n_failed} failed)", expanded=n_failed > 0, key="frontier_runs"):
     table = on_data[["run_id", "status", "technique", "model", "seed", "target_epsilon", "epsilon", "accountant",
