@@ -131,7 +131,7 @@ def test_bad_uploads_show_an_error_and_keep_the_page(isolated_store):
 
 
 def test_uploaded_dataset_sweeps_and_its_frontier_is_drawn(isolated_store):
-    """End to end: upload in the page, sweep it (as the Sweep page would), the Start page draws its frontier."""
+    """End to end: upload in the page, sweep it (as the Sweep page would), the Frontier page draws its frontier."""
     at = _data_page()
     tag = _upload(at, FIXTURE.read_bytes(), "loan_applications.csv")
     at.button(key=f"data_save_{tag}").click().run()
@@ -144,11 +144,13 @@ def test_uploaded_dataset_sweeps_and_its_frontier_is_drawn(isolated_store):
     assert (report.trained, report.failed) == (3, 0)
     assert all(record["data_derived_bounds"] for record in records)
 
-    home = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    home.run()
-    _ok(home)
-    assert home.selectbox(key="overview_dataset").value == name
-    figure = json.loads(home.get("plotly_chart")[0].proto.spec)
+    frontier = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    frontier.session_state["selected_dataset"] = name
+    frontier.run()
+    frontier.switch_page("views/frontier.py").run()
+    _ok(frontier)
+    assert frontier.selectbox(key="frontier_dataset").value == name
+    figure = json.loads(frontier.get("plotly_chart")[0].proto.spec)
     assert "Pareto front" in [trace.get("name") for trace in figure["data"]]
 
 
