@@ -170,5 +170,24 @@ def _with_sentences(s: DecisionSummary) -> DecisionSummary:
         plural = c.n_non_private != 1
         search += (f" The {c.n_non_private} non-private baseline run{'s carry' if plural else ' carries'} no guarantee "
                    f"at all: use {'them' if plural else 'it'} for comparison only, never release {'them' if plural else 'it'}.")
-    s.sentences.update(budget=budget, given_up=given_up, search=search)
+    s.sentences.update(budget=budget, given_up=given_up, search=search, protects=protects_sentence(s.run))
     return s
+
+
+def protects_sentence(run: dict[str, Any]) -> str:
+    """What the chosen technique protects, and what it leaves open, in plain words."""
+    technique, unit = run.get("technique", ""), run.get("privacy_unit")
+    if isinstance(run.get("protects"), str) and run["protects"]:
+        covered = run["protects"]
+    elif run.get("privacy_model") == "local":
+        covered = ("each person's record before it leaves them: it is randomised at the source, so no one — not even "
+                   "whoever trains the model — sees the raw values")
+    elif isinstance(unit, str) and unit:
+        covered = (f"where the raw data lives (it never leaves each silo), and with DP every {unit} whose data "
+                   f"trained the model ({unit}-level ε)")
+    else:
+        covered = "the people in the training data (record-level ε): what the released model reveals about any one of them"
+    return (f"**What {technique} protects.** {covered[0].upper() + covered[1:]}. It does not hide the record being "
+            f"scored from whoever runs the model (encrypted inference does that), nor keep raw data in its silo "
+            f"(federated learning does that)." if "scored" not in covered else
+            f"**What {technique} protects.** {covered[0].upper() + covered[1:]}.")

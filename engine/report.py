@@ -93,7 +93,7 @@ def _render_report(record, config: RunConfig, runs, records, metric, config_yaml
         sentences = ["This is a non-private run: it carries no privacy guarantee and must not be released."]
     else:
         summary = summarise_decision(runs, records, record["run_id"], metric)
-        sentences = [summary.sentences[key] for key in ("budget", "given_up", "search")]
+        sentences = [summary.sentences[key] for key in ("budget", "given_up", "search", "protects")]
     front, reference = frontier_view(runs, config.dataset, metric)
     chosen_point = (summary.epsilon, summary.metric_mean) if summary else None
     figures = [frontier_figure(front, reference, metric, chosen=chosen_point)] if not front.empty else []

@@ -110,3 +110,14 @@ def test_cli_export_writes_both_files(swept, tmp_path):
     assert (out / "config.yaml").exists() and "no privacy" in (out / "report.html").read_text()
     missing = CliRunner().invoke(app, ["export", "nope", "--out", str(out), "--store", str(swept.path)])
     assert missing.exit_code != 0 and "No run 'nope'" in missing.output
+
+
+def test_summary_says_what_each_technique_protects():
+    from engine.decide import protects_sentence
+
+    assert "training data" in protects_sentence({"technique": "dp-sgd", "privacy_model": "global"})
+    assert "encrypted inference does that" in protects_sentence({"technique": "dp-sgd"})
+    assert "randomised at the source" in protects_sentence({"technique": "local-dp", "privacy_model": "local"})
+    assert "client-level" in protects_sentence({"technique": "dp-fedavg", "privacy_unit": "client"})
+    hybrid = protects_sentence({"technique": "he-inference", "protects": "the record being scored and the training data"})
+    assert "record being scored" in hybrid and "encrypted inference does that" not in hybrid

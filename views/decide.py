@@ -103,7 +103,7 @@ with st.container(horizontal=True):
         st.metric(f"{label} given up", f"{summary.given_up_points:.2g} points")
     st.metric("whole sweep composed", f"ε = {summary.composition.epsilon:.3g}",
               help=f"{summary.composition.n_private} private runs, {summary.composition.accountant}")
-for key in ("budget", "given_up", "search"):
+for key in ("budget", "given_up", "search", "protects"):
     st.markdown(summary.sentences[key])
 
 front, reference = frontier_view(runs, dataset, metric)
