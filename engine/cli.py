@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -20,6 +21,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Measure what privacy costs on your data: sweep, cache, and read privacy-utility frontiers.")
 
 STORE_HELP = "Result store (SQLite). Default: $FRONTIER_STORE or ./.frontier/results.sqlite."
+
+
+def _use_store(store: Optional[Path]) -> None:
+    """--store also decides where uploaded datasets live (beside the store), here and in worker processes."""
+    if store is not None:
+        os.environ["FRONTIER_STORE"] = str(store)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -119,6 +126,7 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train every run of a grid that the store does not already hold, and store each as it finishes."""
+    _use_store(store)
     from tqdm import tqdm
 
     from engine.store import ResultStore
@@ -200,6 +208,7 @@ def results(
     status: Optional[str] = typer.Option(None, help="ok or failed."),
 ) -> None:
     """Every stored run (json and csv carry every field of the record)."""
+    _use_store(store)
     from engine.store import ResultStore
 
     try:
@@ -225,6 +234,7 @@ def frontier_command(
     output_format: str = typer.Option("table", "--format", help="table, json or csv"),
 ) -> None:
     """The Pareto table (metric vs epsilon) per technique, with the non-private baseline for reference."""
+    _use_store(store)
     from engine.frontier import baselines, pareto_front, summarise
     from engine.store import ResultStore
 
@@ -263,6 +273,7 @@ def export(
     metric: str = typer.Option("accuracy", help="accuracy, balanced_accuracy or roc_auc."),
 ) -> None:
     """Write OUT/config.yaml (reproduces the run: `frontier sweep --config OUT/config.yaml`) and OUT/report.html."""
+    _use_store(store)
     from engine.report import build_export, write_export
     from engine.store import ResultStore
 
