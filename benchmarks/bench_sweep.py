@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -51,9 +52,30 @@ def silence_opacus_warnings() -> None:
         filter(None, [os.environ.get("PYTHONWARNINGS"), *(f"ignore:{message}:UserWarning" for message in NOISY_WARNINGS)]))
 
 
-def default_workers() -> int:
-    from engine.sweep import cpu_count
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and of its finished children (the engine's worker processes
+    count once the sweep has shut its pool down)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: other work on the machine shows here (and in the timings)."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def cpu_count() -> int:
+    """CPU cores this process may use (its affinity mask), as the engine counts them."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_workers() -> int:
     return cpu_count()
 
 
@@ -66,7 +88,6 @@ def machine_info(device: str) -> dict:
     import torch
 
     from engine import ENGINE_VERSION
-    from engine.sweep import cpu_count
 
     cpu_model = platform.processor() or ""
     try:  # lscpu's "Model name" where /proc/cpuinfo has it
@@ -106,9 +127,9 @@ def run_engine(g: dict, *, workers: int, device: str) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as folder:
         with ResultStore(Path(folder) / "results.sqlite") as store:
-            start = time.perf_counter()
+            cpu_start, start = cpu_seconds(), time.perf_counter()
             report = run_sweep(spec, store=store, workers=workers, device=device, on_progress=progress)
-            wall = time.perf_counter() - start
+            wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
             frame = store.dataframe(dataset=g["dataset"])
     if report.cached:
         raise RuntimeError("the fresh store answered runs from cache: the timing would be meaningless")
@@ -119,8 +140,8 @@ def run_engine(g: dict, *, workers: int, device: str) -> dict:
              "noise_multiplier": None if row.status != "ok" else float(row.noise_multiplier),
              "train_seconds": None if row.status != "ok" else float(row.train_seconds)}
             for row in frame.itertuples()]
-    return {"wall_seconds": wall, "workers": workers, "trained": report.trained, "failed": report.failed,
-            "runs": runs}
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "workers": workers, "trained": report.trained,
+            "failed": report.failed, "runs": runs}
 
 
 # --- Part B: the Opacus tutorial, one run after another ----------------------------------------------------
@@ -177,7 +198,7 @@ def run_tutorial(g: dict, *, device: str) -> dict:
     data = load_dataset(g["dataset"])  # loaded (and cached) before the clock starts
     configs = [(eps, norm, seed) for eps in g["epsilons"] for norm in g["clipping_norms"] for seed in g["seeds"]]
     runs = []
-    start = time.perf_counter()
+    cpu_start, start = cpu_seconds(), time.perf_counter()
     for index, (eps, norm, seed) in enumerate(configs, 1):
         try:
             run = run_tutorial_once(data, target_epsilon=eps, max_grad_norm=norm, seed=seed, g=g, device=device)
@@ -190,8 +211,8 @@ def run_tutorial(g: dict, *, device: str) -> dict:
             print(f"  [tutorial {index:>2}/{len(configs)}] FAILED eps={eps:<4g} C={norm:<4g} seed={seed}: {run['error']}",
                   flush=True)
         runs.append(run)
-    wall = time.perf_counter() - start
-    return {"wall_seconds": wall, "torch_threads": torch.get_num_threads(), "runs": runs}
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "torch_threads": torch.get_num_threads(), "runs": runs}
 
 
 # --- Summary -----------------------------------------------------------------------------------------------
@@ -248,13 +269,15 @@ def print_report(result: dict) -> None:
     a, b = result["engine"], result["tutorial"]
     print()
     print(f"Engine   (run_sweep, {a['workers']} worker(s)): {a['wall_seconds']:8.1f} s wall for {len(a['runs'])} runs "
-          f"({a['failed']} failed)")
+          f"({a['failed']} failed), {a['cpu_seconds']:.1f} s CPU")
     print(f"Tutorial (sequential, {b['torch_threads']} torch thread(s)): {b['wall_seconds']:8.1f} s wall for "
-          f"{len(b['runs'])} runs ({sum(r['status'] != 'ok' for r in b['runs'])} failed)")
+          f"{len(b['runs'])} runs ({sum(r['status'] != 'ok' for r in b['runs'])} failed), {b['cpu_seconds']:.1f} s CPU")
     ok = [r for r in b["runs"] if r["status"] == "ok"]
     if ok:
         print(f"  of which: calibration {sum(r['calibrate_seconds'] for r in ok):.1f} s, training "
               f"{sum(r['train_seconds'] for r in ok):.1f} s, get_epsilon {sum(r['epsilon_seconds'] for r in ok):.1f} s")
+    print(f"Load average (1/5/15 min) before/after: engine {a['load_average_before_after']}, "
+          f"tutorial {b['load_average_before_after']}")
     print(f"Ratio tutorial / engine: {result['speedup']:.2f}x")
 
 
@@ -284,12 +307,16 @@ def main(argv: list[str] | None = None) -> dict:
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     load_dataset(g["dataset"])  # prepare once in this process (the data files are read here, not timed)
 
-    print(f"Part A: engine run_sweep, {workers} worker(s), device {device}", flush=True)
+    print(f"Part A: engine run_sweep, {workers} worker(s), device {device}  (load average {load_average()})", flush=True)
+    load_before = load_average()
     engine = run_engine(g, workers=workers, device=device)
-    print(f"  -> {engine['wall_seconds']:.1f} s wall", flush=True)
+    engine["load_average_before_after"] = [load_before, load_average()]
+    print(f"  -> {engine['wall_seconds']:.1f} s wall  (load average {load_average()})", flush=True)
     print("Part B: Opacus-tutorial loop, sequential, same process", flush=True)
+    load_before = load_average()
     tutorial = run_tutorial(g, device=device)
-    print(f"  -> {tutorial['wall_seconds']:.1f} s wall", flush=True)
+    tutorial["load_average_before_after"] = [load_before, load_average()]
+    print(f"  -> {tutorial['wall_seconds']:.1f} s wall  (load average {load_average()})", flush=True)
 
     result = {
         "benchmark": "bench_sweep", "quick": args.quick, "started_at": started_at,
