@@ -301,3 +301,11 @@ def test_cli_federated_sweep_and_records(isolated_store):
                               "--clients", "3"])
     assert bad.exit_code == 2 and "has 4 silos" in bad.output
     assert math.isfinite(record["accuracy"])
+
+
+def test_partition_view_for_the_data_page():
+    from engine.federated import partition_view
+
+    table = partition_view("heart", kind="natural")
+    assert list(table["client"]) == HOSPITALS and table["n_test"].sum() == 230
+    assert len(partition_view("breast-cancer", kind="dirichlet", n_clients=4, alpha=0.5)) == 4

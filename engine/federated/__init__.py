@@ -5,8 +5,8 @@ The techniques built on it (fedavg, fedprox, fed-dp-sgd, dp-fedavg, single-silo)
 engine/techniques/federated.py.
 """
 
-from engine.federated.partitions import Partition, label_skew, make_partition, partition_summary
+from engine.federated.partitions import Partition, label_skew, make_partition, partition_summary, partition_view
 from engine.federated.strategies import FedAvg, FedProx, aggregate, aggregate_sum, run_rounds
 
 __all__ = ["FedAvg", "FedProx", "Partition", "aggregate", "aggregate_sum", "label_skew", "make_partition",
-           "partition_summary", "run_rounds"]
+           "partition_summary", "partition_view", "run_rounds"]

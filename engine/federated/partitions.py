@@ -163,3 +163,19 @@ def label_skew(partition: Partition, data) -> float:
     distances = [0.5 * np.abs(np.bincount(data.y_train[rows], minlength=data.n_classes) / len(rows) - overall).sum()
                  for rows in partition.train_indices]
     return float(np.average(distances, weights=partition.sizes))
+
+
+def partition_view(dataset: str, *, kind: str = "iid", n_clients: int | None = None, alpha: float | None = None,
+                   column: str | None = None, seed: int = 0) -> pd.DataFrame:
+    """The Data page's partition table in one call: partition_summary of `dataset` split as a sweep would split it
+    (natural: the catalogue's silo column unless `column` is given; others: 10 clients unless `n_clients` is)."""
+    from engine.data import get_dataset_info, load_dataset
+
+    if kind == "natural":
+        column = column or get_dataset_info(dataset).silo_column
+        n_clients = None
+    else:
+        n_clients = n_clients or 10
+    data = load_dataset(dataset)
+    return partition_summary(make_partition(data, kind=kind, n_clients=n_clients, alpha=alpha, column=column,
+                                            seed=seed), data)

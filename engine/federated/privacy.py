@@ -62,7 +62,7 @@ class DPSGDTrainer:
             self.module.train()
             rows = data.indices[client]
             sampler = np.random.default_rng([seed, 0xD95, round_index, client])
-            noise = torch.Generator(device=data.device).manual_seed(hash((seed, round_index, client)) % 2 ** 62)
+            noise = torch.Generator(device=data.device).manual_seed(int(sampler.integers(2 ** 62)))
             optimizer = DPOptimizer(torch.optim.Adam(self.module.parameters(), lr=options.learning_rate),
                                     noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
                                     expected_batch_size=self.sample_rate * len(rows), generator=noise)

@@ -39,7 +39,13 @@ BITS = 32  # masked values live in Z_{2^32}
 PRIME = 2 ** 521 - 1  # Shamir field: a Mersenne prime above 2^256 (secrets are 32 bytes)
 SHARE_BYTES = 66  # one field element
 ID_BYTES = 4
-UPDATE_CLAMP = 64.0  # |update coordinate| <= 64 (times the client's weight) before quantisation
+UPDATE_CLAMP = 64.0  # default public bound on |update coordinate| (times the client's weight) before quantisation
+ADAM_STEP_BOUND = 3.2  # Adam moves a coordinate by at most (1 - b1) / sqrt(1 - b2) ~ 3.16 x lr per step (Kingma & Ba)
+
+
+def adam_update_bound(learning_rate: float, steps: int) -> float:
+    """A public bound on |update coordinate| after `steps` Adam steps: clamping to it never changes an update."""
+    return ADAM_STEP_BOUND * learning_rate * steps
 _RAW = dict(encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw)
 
 
@@ -291,16 +297,20 @@ def secure_sum(inputs: dict[int, np.ndarray], dropped: set[int], threshold: int,
 class SecureAggregation(StrategyWrapper):
     """Sums the wrapped strategy's client messages (vector and weight) without the server seeing any one."""
 
-    def __init__(self, strategy, *, bits: int = BITS):
+    def __init__(self, strategy, *, bits: int = BITS, value_bound: float = UPDATE_CLAMP):
+        """`value_bound`: public bound on |coordinate| of an update (adam_update_bound for Adam clients); the
+        tighter it is, the finer the quantisation step a k-bit sum allows."""
         super().__init__(strategy)
-        self.quantiser = Quantiser.for_bound(UPDATE_CLAMP * strategy.message_bound(), bits)
+        self.value_bound = value_bound
+        # The sum of weights travels as one more coordinate: the range must hold it too (weights <= message_bound).
+        self.quantiser = Quantiser.for_bound(max(value_bound, 1.0) * strategy.message_bound(), bits)
         self.aborted_rounds = 0
         self.clamped_values = 0
 
     def aggregate_fit(self, round_index, messages, dropped, params, traffic, rng):
         inputs = {}
         for message in messages:
-            limit = UPDATE_CLAMP * max(message.weight, 1.0)
+            limit = self.value_bound * max(message.weight, 1.0)
             self.clamped_values += int(np.sum(np.abs(message.vector) > limit))
             values = np.append(np.clip(message.vector, -limit, limit), message.weight)  # (dim + 1,)
             inputs[message.client] = self.quantiser.encode(values)

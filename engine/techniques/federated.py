@@ -24,7 +24,7 @@ from engine.federated.local import ClientData, LocalOptions, ParamLayout, make_t
 from engine.federated.partitions import DEFAULT_ALPHA, Partition, label_skew, make_partition
 from engine.federated.privacy import (ClientLevelDP, DPSGDTrainer, client_level_noise, client_level_warning,
                                       record_level_epsilon, record_level_plan)
-from engine.federated.secure_aggregation import SecureAggregation
+from engine.federated.secure_aggregation import SecureAggregation, adam_update_bound
 from engine.federated.strategies import FedAvg, FedProx, run_rounds
 from engine.frontier import register_cost_metric
 from engine.measure import PeakMemory, Stopwatch
@@ -146,12 +146,16 @@ class FederatedTechnique(Technique):
         local = LocalOptions(epochs=config.local_epochs, batch_size=config.batch_size,
                              learning_rate=config.learning_rate)
         strategy = self.strategy(config, partition, local)
-        strategy, trainer, fields = self.privacy(config, partition, strategy, model, layout, context)
+        with np.errstate(divide="ignore", invalid="ignore"):  # Opacus' PRV takes log(1 - q): -inf, harmless, at q = 1
+            strategy, trainer, fields = self.privacy(config, partition, strategy, model, layout, context)
         method, fraction = parse_compression(config.compression)
         if method != "none":
             strategy = Compression(strategy, method=method, fraction=fraction, seed=config.seed)
         if config.secure_aggregation:
-            strategy = SecureAggregation(strategy)
+            # Clients train with Adam: no coordinate moves more than adam_update_bound (and dp-fedavg clips to S).
+            steps = config.local_epochs * -(-max(partition.sizes) // config.batch_size)
+            bound = adam_update_bound(config.learning_rate, fields.get("max_local_steps", steps))
+            strategy = SecureAggregation(strategy, value_bound=min(bound, fields.get("update_clip", bound)))
         clients = ClientData(data.x_train, data.y_train, partition.train_indices, context.device)
         scorer = copy.deepcopy(model)
 
@@ -164,7 +168,8 @@ class FederatedTechnique(Technique):
             history = run_rounds(strategy, trainer, clients, params=layout.model_vector(model), rounds=config.rounds,
                                  seed=config.seed, dropout=config.dropout, on_round=on_round)
         layout.load(model, history.params)
-        fields = self.finish_privacy(config, history, fields, layout)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fields = self.finish_privacy(config, history, fields, layout)
         described = strategy.describe()
         extra = {
             "privacy_unit": self.privacy_unit, **history.traffic.summary(config.rounds), **partition_extra(partition, data),
@@ -220,7 +225,8 @@ class FedDPSGD(FederatedTechnique):
         trainer = DPSGDTrainer(model, layout, noise_multiplier=noise, max_grad_norm=config.max_grad_norm,
                                sample_rate=sample_rate, steps_per_epoch=steps_per_epoch)
         return strategy, trainer, {"trainer": "opacus", "noise_multiplier": noise, "sample_rate": sample_rate,
-                                   "steps_per_epoch": steps_per_epoch}
+                                   "steps_per_epoch": steps_per_epoch,
+                                   "max_local_steps": config.local_epochs * steps_per_epoch}
 
     def finish_privacy(self, config, history, fields, layout):
         steps = [int(p) * config.local_epochs * fields["steps_per_epoch"] for p in history.participation]
@@ -247,7 +253,8 @@ class DPFedAvg(FederatedTechnique):
         wrapped = ClientLevelDP(strategy, clip=config.max_grad_norm, noise_multiplier=noise, sample_rate=rate,
                                 n_clients=partition.n_clients)
         return wrapped, make_trainer(TRAINER, model, layout), {"trainer": TRAINER, "noise_multiplier": noise,
-                                                               "sample_rate": rate, "steps": config.rounds}
+                                                               "sample_rate": rate, "steps": config.rounds,
+                                                               "update_clip": config.max_grad_norm}
 
     def finish_privacy(self, config, history, fields, layout):
         from engine.privacy.accounting import epsilon_for
