@@ -11,12 +11,12 @@ from typing import Iterator
 
 import numpy as np
 from diffprivlib import BudgetAccountant
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from engine.data import PreparedDataset
 from engine.data.attributes import attribute_layout, max_row_norm
 from engine.store import register_columns
+from engine.techniques.training import score_metrics
 
 # What every pure-epsilon technique records beside the run's numbers: the mechanism(s) it used.
 register_columns([("mechanism", "TEXT")])
@@ -85,16 +85,4 @@ def evaluate_estimator(model, x_test: np.ndarray, data: PreparedDataset) -> dict
     probabilities = model.predict_proba(x_test)  # (n_test, classes the model saw)
     scores = np.zeros((len(x_test), data.n_classes))
     scores[:, np.asarray(model.classes_, dtype=np.int64)] = probabilities  # a class the model never saw scores 0
-    predictions = scores.argmax(axis=1)
-    try:
-        if data.n_classes == 2:
-            roc_auc = float(roc_auc_score(data.y_test, scores[:, 1]))
-        else:
-            roc_auc = float(roc_auc_score(data.y_test, scores, multi_class="ovr", average="macro"))
-    except ValueError:  # a test set with a single class has no ROC AUC
-        roc_auc = None
-    return {
-        "accuracy": float(accuracy_score(data.y_test, predictions)),
-        "balanced_accuracy": float(balanced_accuracy_score(data.y_test, predictions)),
-        "roc_auc": roc_auc,
-    }
+    return score_metrics(scores, data)

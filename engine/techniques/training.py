@@ -59,6 +59,11 @@ def evaluate(model: nn.Module, data: PreparedDataset, device: str, batch_size: i
         features = torch.from_numpy(data.x_test[start:start + batch_size]).to(device)
         probabilities.append(torch.softmax(model(features), dim=1).cpu().numpy())  # (B, classes)
     scores = np.concatenate(probabilities)  # (n_test, classes)
+    return score_metrics(scores, data)
+
+
+def score_metrics(scores: np.ndarray, data: PreparedDataset) -> dict[str, float | None]:
+    """Accuracy, balanced accuracy and ROC AUC from class scores (n_test, classes) on the test set."""
     predictions = scores.argmax(axis=1)
     try:
         if data.n_classes == 2:
