@@ -168,13 +168,14 @@ def main() -> None:
         print(f"Flower: {note}", flush=True)
         arrays = OUT / "bench_federated_arrays.npz"
         write_arrays(spec, arrays)
-    # Two footings: one core each (engine: 1 torch thread; Flower: Ray with 1 CPU, one ClientApp at a time), and
-    # every core (engine: torch's default threads; Flower: Ray runs a ClientApp per core in parallel). Engine and
+    # Two footings: one core each (engine: 1 torch thread, its default; Flower: Ray with 1 CPU, one ClientApp at a
+    # time), and every core (engine: torch's default threads; Flower: Ray runs a ClientApp per core in parallel). Engine and
     # Flower alternate so that other load on the machine slows both alike; the report keeps every repeat.
     default_threads = torch.get_num_threads()
     report["modes"] = {}
     for mode, cores in (("one core", 1), ("all cores", None)):
         torch.set_num_threads(cores or default_threads)
+        federated_techniques.CPU_THREADS = cores  # the engine's default is 1; None leaves torch's (all cores)
         engine_runs, flower_runs = [], []
         for repeat in range(args.repeats):
             print(f"[{mode}] repeat {repeat + 1}/{args.repeats}: engine FedAvg (adult, 10 iid clients, {args.rounds} "
@@ -190,6 +191,7 @@ def main() -> None:
                                if all("accuracy" in run for run in flower_runs) else flower_runs[-1])
         report["modes"][mode] = entry
     torch.set_num_threads(1)  # the rest: one thread, least disturbed by other load
+    federated_techniques.CPU_THREADS = 1
     report["engine"] = report["modes"]["one core"]["engine"]
     baseline = SweepSpec(dataset="adult", techniques=("baseline",), epochs=args.rounds * args.local_epochs,
                          batch_size=512, seeds=(0,))

@@ -42,7 +42,8 @@ def test_aggregate_equals_the_plain_sum_exactly(dropped):
         assert traffic.up[(0, c)] < 500 * 4
     for c in survivors:
         assert traffic.up[(0, c)] > 500 * 4
-    assert traffic.overhead["secure_aggregation"] == traffic.total
+    assert traffic.overhead["masked_vectors"] == len(survivors) * 500 * 4  # k = 32 bits per coordinate
+    assert traffic.overhead["secure_aggregation"] + traffic.overhead["masked_vectors"] == traffic.total
 
 
 def test_too_many_dropouts_abort_the_round():

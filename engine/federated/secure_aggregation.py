@@ -258,9 +258,9 @@ def secure_sum(inputs: dict[int, np.ndarray], dropped: set[int], threshold: int,
     clients = {cid: SecAggClient(cid, values) for cid, values in inputs.items()}
     server = SecAggCoordinator(dim, threshold)
 
-    def up(cid, size):
+    def up(cid, size, kind="secure_aggregation"):  # keys and shares: what secure aggregation adds
         if traffic is not None:
-            traffic.send_up(round_index, cid, size, "secure_aggregation")
+            traffic.send_up(round_index, cid, size, kind)
 
     def down(cid, size):
         if traffic is not None:
@@ -284,7 +284,7 @@ def secure_sum(inputs: dict[int, np.ndarray], dropped: set[int], threshold: int,
         if cid not in dropped:
             masked = client.masked_input()
             server.collect_masked(cid, masked)
-            up(cid, masked.nbytes)
+            up(cid, masked.nbytes, "masked_vectors")  # stands in for the plain upload
     survivors, gone = server.unmasking_request()
     for cid in survivors:  # round 3
         down(cid, ID_BYTES * (len(survivors) + len(gone)))
