@@ -8,73 +8,25 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from browser_support import CHROMIUM, CHROMIUM_ARGS, ROOT, serve_dashboard
+
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "loan_applications.csv"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-STARTUP_TIMEOUT_S = 60
 RENDER_TIMEOUT_MS = 60_000
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
 def dashboard(tmp_path):
-    """`streamlit run app.py` on a free port with an empty store folder; stopped at teardown."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's package (apt-get install chromium) to run browser tests")
+    """The app on a free port with an empty store folder."""
     store_path = tmp_path / "store" / "results.sqlite"
-    port = _free_port()
-    url = f"http://localhost:{port}"
-    streamlit = Path(sys.executable).with_name("streamlit")
-    command = [str(streamlit)] if streamlit.exists() else [sys.executable, "-m", "streamlit"]
-    env = {**os.environ, "FRONTIER_STORE": str(store_path), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    log = tmp_path / "streamlit.log"
-    with log.open("w") as log_file:
-        server = subprocess.Popen(
-            [*command, "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-             "--server.address", "localhost", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"streamlit exited with code {server.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer at {url}:\n{log.read_text()[-4000:]}")
-            time.sleep(0.3)
+    with serve_dashboard(store_path, tmp_path / "streamlit.log") as url:
         yield url, store_path
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=15)
 
 
 def _settle(page) -> None:

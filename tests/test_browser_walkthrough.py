@@ -11,83 +11,29 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from browser_support import CHROMIUM, CHROMIUM_ARGS, serve_dashboard
+
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-STARTUP_TIMEOUT_S = 60
 SWEEP_TIMEOUT_MS = 180_000  # a fresh process imports torch; the machine may be busy
-
-
-def _streamlit_executable() -> list[str]:
-    beside_python = Path(sys.executable).with_name("streamlit")
-    return [str(beside_python)] if beside_python.exists() else [sys.executable, "-m", "streamlit"]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_up(url: str, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"streamlit exited with code {server.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"streamlit did not answer at {url} within {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
 
 
 @pytest.fixture
 def dashboard(tmp_path):
-    """`streamlit run app.py` on a free port with an empty store; stopped (and any sweep job ended) at teardown."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's package (apt-get install chromium) to run browser tests")
+    """The app on a free port with an empty store; any sweep job it started is ended at teardown."""
     store_path = tmp_path / "store" / "results.sqlite"
-    port = _free_port()
-    env = {**os.environ, "FRONTIER_STORE": str(store_path), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    log = tmp_path / "streamlit.log"
-    with log.open("w") as log_file:
-        server = subprocess.Popen(
-            [*_streamlit_executable(), "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-             "--server.address", "localhost", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    url = f"http://localhost:{port}"
-    try:
-        _wait_until_up(url, server, log)
-        yield url, store_path
-    finally:
-        from engine import jobs
-
-        running = jobs.active_job(store_path)
-        if running is not None:
-            jobs.cancel_job(running.job_id, store_path, grace_seconds=5)
-        server.terminate()
+    with serve_dashboard(store_path, tmp_path / "streamlit.log") as url:
         try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=15)
+            yield url, store_path
+        finally:
+            from engine import jobs
+
+            running = jobs.active_job(store_path)
+            if running is not None:
+                jobs.cancel_job(running.job_id, store_path, grace_seconds=5)
 
 
 def _idle(page) -> None:
