@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.data import dataset_names
+from engine.errors import EngineError
 from engine.frontier import METRICS
 from engine.store import read_runs, resolve_store_path, store_signature
 
@@ -45,3 +46,20 @@ def no_runs_hint() -> None:
     st.info("No runs yet. Go to **Sweep** and press *Run the demo sweep*, or run "
             "`frontier sweep --dataset adult` in a terminal.", icon="ℹ️")
     st.page_link("views/sweep.py", label="Go to the Sweep page", icon=":material/play_circle:")
+
+
+def page_runs(prefix: str) -> tuple[pd.DataFrame, str, str]:
+    """The store's runs with the dataset and metric the user picked (widget keys `{prefix}_dataset`,
+    `{prefix}_metric`); stops the page with an error or the no-runs hint when there is nothing to show."""
+    try:
+        runs = load_runs()
+    except EngineError as exc:
+        st.error(str(exc))
+        st.stop()
+    if runs.empty:
+        no_runs_hint()
+        st.stop()
+    with st.container(horizontal=True):
+        dataset = dataset_picker(runs, key=f"{prefix}_dataset")
+        metric = metric_picker(key=f"{prefix}_metric")
+    return runs, dataset, metric

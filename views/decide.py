@@ -10,7 +10,7 @@ from engine.errors import EngineError
 from engine.frontier import COST_METRICS, available_costs, epsilon_label, frontier_view
 from engine.report import build_export
 from engine.store import ResultStore, resolve_store_path, store_signature
-from ui.common import METRIC_LABELS, dataset_picker, load_runs, metric_picker, no_runs_hint
+from ui.common import METRIC_LABELS, page_runs
 
 
 @st.cache_data(show_spinner="Composing every run of the sweep (dp-accounting PLD)…")
@@ -29,18 +29,7 @@ st.title("Decide")
 st.caption("Set what you can accept, pick a candidate, and take a plain-language summary and a reproducible "
            "configuration to your compliance team.")
 
-try:
-    runs = load_runs()
-except EngineError as exc:
-    st.error(str(exc))
-    st.stop()
-if runs.empty:
-    no_runs_hint()
-    st.stop()
-
-with st.container(horizontal=True):
-    dataset = dataset_picker(runs, key="decide_dataset")
-    metric = metric_picker(key="decide_metric")
+runs, dataset, metric = page_runs("decide")
 label = METRIC_LABELS[metric]
 costs = available_costs(runs[runs["dataset"] == dataset]) or ["train_seconds"]
 

@@ -6,30 +6,17 @@ import pandas as pd
 import streamlit as st
 
 from engine.charts import clipping_heatmap, cost_figure, frontier_figure, local_global_figure
-from engine.errors import EngineError
 from engine.frontier import (COST_METRICS, available_costs, clipping_grid, cost_view, frontier_view,
                              local_global_view)
 from engine.he.view import HE_MEASURES, he_view
 from engine.techniques import get_technique_class, technique_names
-from ui.common import METRIC_LABELS, dataset_picker, load_runs, metric_picker, no_runs_hint
+from ui.common import METRIC_LABELS, page_runs
 
 st.title("Frontier")
 st.caption("Each point is one configuration, pooled over its seeds. Lower ε is stronger privacy; the dashed line "
            "is the same model trained without privacy.")
 
-try:
-    runs = load_runs()
-except EngineError as exc:
-    st.error(str(exc))
-    st.stop()
-
-if runs.empty:
-    no_runs_hint()
-    st.stop()
-
-with st.container(horizontal=True):
-    dataset = dataset_picker(runs, key="frontier_dataset")
-    metric = metric_picker(key="frontier_metric")
+runs, dataset, metric = page_runs("frontier")
 on_data = runs[runs["dataset"] == dataset]
 known = set(technique_names())
 techniques = sorted(t for t in on_data["technique"].dropna().unique() if t in known)
