@@ -1,5 +1,6 @@
 """Secure aggregation (Bonawitz et al. 2017): exact sums with and without dropouts, masked uploads that look
-uniform and unrelated to the update, a coordinator that never holds an unmasked update, and the same model."""
+uniform and unrelated to the update, a coordinator that never holds an unmasked update, and the same model.
+The primitives (key agreement, Shamir, masking) are tested on their own in test_secure_aggregation_primitives.py."""
 
 import inspect
 
@@ -8,15 +9,18 @@ import pytest
 from scipy import stats
 
 from engine.config import SweepSpec
-from engine.federated import secure_aggregation as sa
 from engine.federated.costs import Traffic
+from engine.federated.secure_aggregation.masking import Quantiser
+from engine.federated.secure_aggregation.parties import SecAggAborted, SecAggClient, SecAggCoordinator
+from engine.federated.secure_aggregation.protocol import secure_sum, threshold_for
+from engine.federated.secure_aggregation.strategy_wrapper import UPDATE_CLAMP, SecureAggregation
 from engine.sweep import expand, prepared_data
 from engine.techniques import RunContext, create_technique
 
 
 def _inputs(n_clients=10, dim=500, seed=0):
     rng = np.random.default_rng(seed)
-    quantiser = sa.Quantiser.for_bound(sa.UPDATE_CLAMP * 1000)
+    quantiser = Quantiser.for_bound(UPDATE_CLAMP * 1000)
     raw = {c: rng.normal(scale=3.0, size=dim) for c in range(n_clients)}
     return quantiser, raw, {c: quantiser.encode(v) for c, v in raw.items()}
 
@@ -32,7 +36,7 @@ def _plain_sum(encoded, clients):
 def test_aggregate_equals_the_plain_sum_exactly(dropped):
     quantiser, raw, encoded = _inputs()
     traffic = Traffic()
-    total = sa.secure_sum(encoded, dropped, sa.threshold_for(10), traffic)
+    total = secure_sum(encoded, dropped, threshold_for(10), traffic)
     survivors = [c for c in encoded if c not in dropped]
     np.testing.assert_array_equal(total, _plain_sum(encoded, survivors))  # exact, modulo 2^32
     float_sum = sum(raw[c] for c in survivors)
@@ -48,19 +52,8 @@ def test_aggregate_equals_the_plain_sum_exactly(dropped):
 
 def test_too_many_dropouts_abort_the_round():
     _, _, encoded = _inputs(n_clients=6)
-    with pytest.raises(sa.SecAggAborted):
-        sa.secure_sum(encoded, {0, 1, 2, 3}, sa.threshold_for(6))  # 2 survivors < t = 4
-
-
-def test_shamir_needs_t_shares():
-    secret = bytes(range(32))
-    shares = sa.shamir_split(secret, [1, 2, 3, 4, 5], threshold=3)
-    assert sa.shamir_combine({x: shares[x] for x in (1, 3, 5)}) == secret
-    assert sa.shamir_combine({x: shares[x] for x in (2, 4, 5)}) == secret
-    try:  # two points fit a line, not the degree-2 curve: some other (usually out-of-range) value
-        assert sa.shamir_combine({x: shares[x] for x in (1, 2)}) != secret
-    except ValueError:
-        pass
+    with pytest.raises(SecAggAborted):
+        secure_sum(encoded, {0, 1, 2, 3}, threshold_for(6))  # 2 survivors < t = 4
 
 
 def test_masked_upload_is_uniform_and_unrelated_to_the_update():
@@ -68,7 +61,7 @@ def test_masked_upload_is_uniform_and_unrelated_to_the_update():
     rng = np.random.default_rng(1)
     structured = np.zeros(dim, dtype=np.uint32)  # the most structured input there is
     structured[: dim // 2] = 12345
-    clients = {c: sa.SecAggClient(c, structured if c == 0 else rng.integers(0, 2 ** 32, dim, dtype=np.uint32))
+    clients = {c: SecAggClient(c, structured if c == 0 else rng.integers(0, 2 ** 32, dim, dtype=np.uint32))
                for c in range(3)}
     advertised = [client.advertise_keys() for client in clients.values()]
     outgoing = {c: client.share_keys(advertised, 2) for c, client in clients.items()}
@@ -87,8 +80,8 @@ def test_masked_upload_is_uniform_and_unrelated_to_the_update():
 
 def test_the_coordinator_never_holds_an_unmasked_update():
     _, _, encoded = _inputs(n_clients=5, dim=300)
-    clients = {c: sa.SecAggClient(c, v) for c, v in encoded.items()}
-    server = sa.SecAggCoordinator(300, sa.threshold_for(5))
+    clients = {c: SecAggClient(c, v) for c, v in encoded.items()}
+    server = SecAggCoordinator(300, threshold_for(5))
     for client in clients.values():
         server.collect_keys(client.advertise_keys())
     for c, client in clients.items():
@@ -112,7 +105,7 @@ def test_the_coordinator_never_holds_an_unmasked_update():
         for raw in encoded.values():
             assert not np.array_equal(array, raw)
     # Its API takes only keys (bytes), ciphertexts (bytes), masked vectors and shares: no method accepts an update.
-    assert set(inspect.signature(sa.SecAggCoordinator.collect_masked).parameters) == {"self", "client", "masked"}
+    assert set(inspect.signature(SecAggCoordinator.collect_masked).parameters) == {"self", "client", "masked"}
 
 
 def _run(technique, secure, dropout=0.0, **settings):
@@ -149,9 +142,9 @@ def test_same_model_bit_for_bit_to_the_quantisation_step():
         model = build_model("mlp", n_features=data.n_features, n_classes=2, hidden_units=16, is_image=False)
         layout = ParamLayout(model)
         strategy = FedAvg(n_clients=5, clients_per_round=5, local=LocalOptions(1, 32, 5e-3), sizes=partition.sizes)
-        step = sa.SecureAggregation(strategy).quantiser.step
+        step = SecureAggregation(strategy).quantiser.step
         if secure:
-            strategy = sa.SecureAggregation(strategy)
+            strategy = SecureAggregation(strategy)
         history = run_rounds(strategy, make_trainer("vectorised", model, layout),
                              ClientData(data.x_train, data.y_train, partition.train_indices), params=layout.model_vector(model),
                              rounds=1, seed=0)

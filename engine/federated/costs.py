@@ -2,7 +2,7 @@
 
 Sizes are those of the messages as serialised: float32 parameters (4 bytes each), the compressed forms
 (compression.py), and for secure aggregation the public keys, encrypted Shamir shares and masked k-bit
-vectors that the protocol actually produces (secure_aggregation.py counts len() of its messages).
+vectors that the protocol actually produces (secure_aggregation/protocol.py counts len() of its messages).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@ their updates into the next global model, and aggregation is a pure function.
 
 A round: `configure_fit` picks clients -> they train locally (local.py) -> some drop out -> each
 survivor's update becomes a `Message` on the client side (`client_message`) -> the messages travel and
-are summed (`aggregate_fit`: in the clear here; secure_aggregation.SecureAggregation sums them without the
-server seeing any one of them) -> `server_update` turns (sum of vectors, sum of weights) into parameters.
+are summed (`aggregate_fit`: in the clear here; SecureAggregation in secure_aggregation/strategy_wrapper.py
+sums them without the server seeing any one of them) -> `server_update` turns (sum of vectors, sum of
+weights) into parameters.
 
 Privacy and secure aggregation WRAP a strategy (privacy.ClientLevelDP(FedAvg(...)), as Flower's
 DifferentialPrivacyClientSideFixedClipping(strategy, ...) does) instead of subclassing it.

@@ -24,7 +24,7 @@ from engine.federated.local import ClientData, LocalOptions, ParamLayout, make_t
 from engine.federated.partitions import DEFAULT_ALPHA, Partition, label_skew, make_partition
 from engine.federated.privacy import (ClientLevelDP, DPSGDTrainer, client_level_noise, client_level_warning,
                                       record_level_epsilon, record_level_plan)
-from engine.federated.secure_aggregation import SecureAggregation, adam_update_bound
+from engine.federated.secure_aggregation.strategy_wrapper import SecureAggregation, adam_update_bound
 from engine.federated.strategies import FedAvg, FedProx, run_rounds
 from engine.frontier import register_cost_metric
 from engine.measure import PeakMemory, Stopwatch
