@@ -1,5 +1,6 @@
 """Federated learning, simulated in one process: partitions, Flower-shaped strategies with aggregation as a
-pure function, privacy and secure aggregation as wrappers, compression, and the bytes it all costs.
+pure function, differential privacy (record_level_dp.py: DP-SGD clients; client_level_dp.py: a DP-FedAvg
+wrapper) and secure aggregation (secure_aggregation/) as wrappers, compression, and the bytes it all costs.
 
 The techniques built on it (fedavg, fedprox, fed-dp-sgd, dp-fedavg, single-silo) live in
 engine/techniques/federated.py.

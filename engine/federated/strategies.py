@@ -7,7 +7,7 @@ are summed (`aggregate_fit`: in the clear here; SecureAggregation in secure_aggr
 sums them without the server seeing any one of them) -> `server_update` turns (sum of vectors, sum of
 weights) into parameters.
 
-Privacy and secure aggregation WRAP a strategy (privacy.ClientLevelDP(FedAvg(...)), as Flower's
+Privacy and secure aggregation WRAP a strategy (client_level_dp.ClientLevelDP(FedAvg(...)), as Flower's
 DifferentialPrivacyClientSideFixedClipping(strategy, ...) does) instead of subclassing it.
 """
 

@@ -22,8 +22,8 @@ from engine.errors import ConfigError
 from engine.federated.compression import Compression, parse_compression
 from engine.federated.local import ClientData, LocalOptions, ParamLayout, make_trainer
 from engine.federated.partitions import DEFAULT_ALPHA, Partition, label_skew, make_partition
-from engine.federated.privacy import (ClientLevelDP, DPSGDTrainer, client_level_noise, client_level_warning,
-                                      record_level_epsilon, record_level_plan)
+from engine.federated.client_level_dp import ClientLevelDP, client_level_noise, client_level_warning
+from engine.federated.record_level_dp import DPSGDTrainer, record_level_epsilon, record_level_plan
 from engine.federated.secure_aggregation.strategy_wrapper import SecureAggregation, adam_update_bound
 from engine.federated.strategies import FedAvg, FedProx, run_rounds
 from engine.frontier import register_cost_metric
