@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from engine.cli import app
 from engine.config import RunConfig, SweepSpec
 from engine.errors import ConfigError
-from engine.federated import aggregate, aggregate_sum, make_partition, partition_summary
 from engine.federated.compression import compress, parse_compression
 from engine.federated.local import ClientData, LocalOptions, ParamLayout, make_trainer
-from engine.federated.strategies import FedAvg
+from engine.federated.partitions import make_partition, partition_summary
+from engine.federated.strategies import FedAvg, aggregate, aggregate_sum
 from engine.models import build_model
 from engine.privacy.accounting import epsilon_for
 from engine.privacy.composition import compose_runs, run_privacy_loss
@@ -48,7 +48,7 @@ def test_iid_partition_is_balanced_disjoint_and_seeded():
 
 
 def test_dirichlet_skews_labels_more_as_alpha_falls():
-    from engine.federated import label_skew
+    from engine.federated.partitions import label_skew
 
     data = _data()
     skews = {alpha: np.mean([label_skew(make_partition(data, kind="dirichlet", n_clients=5, alpha=alpha, seed=s), data)
@@ -304,7 +304,7 @@ def test_cli_federated_sweep_and_records(isolated_store):
 
 
 def test_partition_view_for_the_data_page():
-    from engine.federated import partition_view
+    from engine.federated.partitions import partition_view
 
     table = partition_view("heart", kind="natural")
     assert list(table["client"]) == HOSPITALS and table["n_test"].sum() == 230

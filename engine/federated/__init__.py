@@ -4,10 +4,7 @@ wrapper) and secure aggregation (secure_aggregation/) as wrappers, compression, 
 
 The techniques built on it (fedavg, fedprox, fed-dp-sgd, dp-fedavg, single-silo) live in
 engine/techniques/federated.py.
+
+This file only documents; import from the modules themselves. Re-exports here would load partitions.py
+(and engine.config, engine.data) with every engine.federated module: a cycle with engine.config.
 """
-
-from engine.federated.partitions import Partition, label_skew, make_partition, partition_summary, partition_view
-from engine.federated.strategies import FedAvg, FedProx, aggregate, aggregate_sum, run_rounds
-
-__all__ = ["FedAvg", "FedProx", "Partition", "aggregate", "aggregate_sum", "label_skew", "make_partition",
-           "partition_summary", "partition_view", "run_rounds"]
