@@ -10,9 +10,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine.data import catalogue_signature, dataset_names, get_dataset_info, load_dataset, user_datasets_dir
+from engine.data import catalogue_signature, dataset_names, get_dataset_info, load_dataset
 from engine.data.upload import CsvInspection, UploadSpec, delete_upload, inspect_csv, register_upload, slugify
 from engine.errors import EngineError
+from ui.common import uploads_dir
 
 SELECTED = "selected_dataset"  # read by views/sweep.py
 PREVIEW_ROWS = 20
@@ -25,13 +26,15 @@ DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 @st.cache_data(show_spinner=False)
 def load_catalogue(signature: tuple) -> pd.DataFrame:  # noqa: ARG001 - signature is the cache key
     """Every dataset's summary, bundled first; changes when an upload is saved, replaced or deleted."""
-    return pd.DataFrame([get_dataset_info(name).summary() for name in dataset_names()])
+    uploads = uploads_dir()
+    return pd.DataFrame([get_dataset_info(name, uploads).summary() for name in dataset_names(uploads)])
 
 
 @st.cache_data(show_spinner="Preparing the dataset…")
 def dataset_card(name: str, signature: tuple) -> dict:  # noqa: ARG001 - signature is the cache key
     """What the card shows: the catalogue entry plus sizes and label balance from the prepared split."""
-    info, data = get_dataset_info(name), load_dataset(name)
+    data = load_dataset(name, uploads_dir())
+    info = data.info
     label = info.label.get("column")
     if "positive_if" in info.label:
         label = f"{label} {info.label['positive_if']}"
@@ -218,7 +221,7 @@ def render_upload(raw: bytes, filename: str, existing_uploads: list[str]) -> Non
         spec = UploadSpec(name=name, label_column=label, positive_class=positive, drop_columns=tuple(drops),
                           numeric_bounds=bounds, public_categories=tuple(public_categories))
         try:
-            info = register_upload(raw, inspection, spec, replace=replace)
+            info = register_upload(raw, inspection, spec, uploads_dir=uploads_dir(), replace=replace)
         except EngineError as exc:
             st.error(f"Not saved: {exc}")
         else:
@@ -239,7 +242,7 @@ def render_upload(raw: bytes, filename: str, existing_uploads: list[str]) -> Non
 def render_uploads(catalogue_rows: list[dict]) -> None:
     st.subheader("Your uploaded datasets")
     if not catalogue_rows:
-        st.caption(f"None yet. Saved uploads are kept in `{user_datasets_dir()}` and stay after a refresh.")
+        st.caption(f"None yet. Saved uploads are kept in `{uploads_dir()}` and stay after a refresh.")
         return
     st.dataframe(pd.DataFrame([{key: row[key] for key in ("name", "title", "rows", "label", "bounds", "provenance")}
                                for row in catalogue_rows]),
@@ -249,7 +252,7 @@ def render_uploads(catalogue_rows: list[dict]) -> None:
         sure = st.checkbox(f"Delete the stored rows of {doomed!r} from this machine", key="data_delete_sure")
         if st.button("Delete", key="data_delete", disabled=not sure):
             try:
-                delete_upload(doomed)
+                delete_upload(doomed, uploads_dir=uploads_dir())
             except EngineError as exc:
                 st.error(str(exc))
             else:
@@ -264,7 +267,7 @@ st.title("Data")
 st.caption("Choose the table a sweep trains on: a bundled dataset, or your own CSV. Uploads are read and kept on this "
            "machine (under the store folder); nothing is sent anywhere.")
 
-signature = catalogue_signature()
+signature = catalogue_signature(uploads_dir())
 render_dataset_choice(signature)
 
 st.subheader("Upload a CSV")

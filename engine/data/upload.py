@@ -2,8 +2,7 @@
 
 Data minimisation: columns that look like direct identifiers (names, e-mail addresses, phone numbers, national
 ids, row ids) are flagged and dropped by default, and dropped columns are never written to disk. The kept
-columns go to `<store folder>/datasets/<name>/data.parquet` with a catalogue entry beside it; nothing is sent
-anywhere.
+columns go to `<uploads_dir>/<name>/data.parquet` with a catalogue entry beside it; nothing is sent anywhere.
 
 Bounds: an upload comes without a catalogue of public bounds. Bounds the user declares as public knowledge
 (age 18-100, a legal limit) are used as such. Every other numeric bound is the column's min/max and every
@@ -16,7 +15,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
 import re
 import shutil
 import uuid
@@ -29,9 +27,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from engine.data.catalogue import DatasetInfo, bundled_dataset_names, parse_entry, user_datasets_dir
+from engine.data.catalogue import DatasetInfo, bundled_dataset_names, parse_entry
 from engine.data.identifiers import identifier_reason
-from engine.data.prepare import _split, prepare_table
+from engine.data.prepare import prepare_table, split_rows
 from engine.errors import DataError
 
 MIN_TRAIN_PER_CLASS = 10  # training rows of each class below which a frontier means nothing
@@ -269,7 +267,7 @@ def validate_upload(inspection: CsvInspection, spec: UploadSpec) -> UploadPlan:
                         f"{', '.join(map(repr, counts.index[:20]))}.")
     table = inspection.frame.loc[has_label, features + [label]].reset_index(drop=True)
     table[label] = labels[has_label].to_numpy()
-    train, test = _split(table, {"test_fraction": TEST_FRACTION, "seed": SPLIT_SEED})
+    train, test = split_rows(table, {"test_fraction": TEST_FRACTION, "seed": SPLIT_SEED})
     is_positive = (table[label] == positive).to_numpy()
     per_class = {positive: int(is_positive[train].sum()), "other": int((~is_positive[train]).sum())}
     test_per_class = {positive: int(is_positive[test].sum()), "other": int((~is_positive[test]).sum())}
@@ -370,8 +368,8 @@ def _write_entry(folder: Path, name: str, entry: dict) -> None:
 
 
 def register_upload(raw: bytes, inspection_or_filename: CsvInspection | str, spec: UploadSpec, *,
-                    store_path: str | os.PathLike | None = None, replace: bool = False) -> DatasetInfo:
-    """Keep the upload as a dataset under `<store folder>/datasets/<name>/` and return its catalogue entry.
+                    uploads_dir: Path, replace: bool = False) -> DatasetInfo:
+    """Keep the upload as a dataset under `<uploads_dir>/<name>/` and return its catalogue entry.
 
     Only the kept columns are written (dropped and identifier columns never touch the disk). The same name with
     the same prepared data again is a no-op; with other data it is an error unless `replace` (earlier runs
@@ -382,7 +380,7 @@ def register_upload(raw: bytes, inspection_or_filename: CsvInspection | str, spe
     if inspection.sha256 != hashlib.sha256(raw).hexdigest():
         raise DataError("The inspection passed to register_upload belongs to another file: inspect this file again.")
     plan = validate_upload(inspection, spec)
-    root = user_datasets_dir(store_path)
+    root = Path(uploads_dir)
     root.mkdir(parents=True, exist_ok=True)
     folder = root / spec.name
     staging = root / f".{spec.name}.staging-{uuid.uuid4().hex[:8]}"
@@ -417,9 +415,10 @@ def register_upload(raw: bytes, inspection_or_filename: CsvInspection | str, spe
     return parse_entry(spec.name, entry, folder)
 
 
-def delete_upload(name: str, *, store_path: str | os.PathLike | None = None) -> None:
-    """Remove an uploaded dataset's folder (its stored rows and entry). Runs already in the result store stay."""
-    folder = user_datasets_dir(store_path) / name
+def delete_upload(name: str, *, uploads_dir: Path) -> None:
+    """Remove an uploaded dataset's folder in `uploads_dir` (its stored rows and entry). Runs already in the result
+    store stay."""
+    folder = Path(uploads_dir) / name
     if name in bundled_dataset_names() or not NAME_PATTERN.match(name) or not (folder / "catalogue.yaml").exists():
         raise DataError(f"{name!r} is not an uploaded dataset in {folder.parent}: nothing to delete.")
     shutil.rmtree(folder)
