@@ -11,8 +11,10 @@ import pytest
 
 from engine.config import SweepSpec
 from engine.data import dataset_names, get_dataset_info, load_dataset
-from engine.data.upload import (MIN_TRAIN_PER_CLASS, UploadSpec, delete_upload, inspect_csv, register_upload,
-                                slugify, validate_upload)
+from engine.data.uploads.inspect import inspect_csv
+from engine.data.uploads.limits import MIN_TRAIN_PER_CLASS
+from engine.data.uploads.register import delete_upload, register_upload
+from engine.data.uploads.validate import UploadSpec, slugify, validate_upload
 from engine.errors import ConfigError, DataError
 from engine.sweep import run_sweep
 

@@ -11,7 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from engine.data import catalogue_signature, dataset_names, get_dataset_info, load_dataset
-from engine.data.upload import CsvInspection, UploadSpec, delete_upload, inspect_csv, register_upload, slugify
+from engine.data.uploads.inspect import CsvInspection, inspect_csv
+from engine.data.uploads.register import delete_upload, register_upload
+from engine.data.uploads.validate import UploadSpec, slugify
 from engine.errors import EngineError
 from ui.common import uploads_dir
 

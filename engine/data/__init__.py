@@ -1,4 +1,4 @@
-"""Datasets: the catalogue (bundled and uploaded), loading, public-bounds preprocessing, CSV uploads.
+"""Datasets: the catalogue (bundled and uploaded), loading, public-bounds preprocessing, CSV uploads (uploads/).
 
 The uploads folder is passed in (`uploads_dir`), never read from the environment: this package imports nothing
 from the rest of the engine but engine.errors.

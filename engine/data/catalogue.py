@@ -1,6 +1,6 @@
 """The dataset catalogue: what each dataset is and how to prepare it.
 
-Bundled datasets are declared in the repository's datasets/catalogue.yaml. Uploaded ones (engine/data/upload.py)
+Bundled datasets are declared in the repository's datasets/catalogue.yaml. Uploaded ones (engine/data/uploads/)
 each have a folder `<uploads_dir>/<name>/` holding data.parquet and a catalogue.yaml in the same schema. The
 uploads folder is always passed in (`uploads_dir`; None: bundled datasets only), never found through the
 environment. Uploads are re-read when they change (an upload, a replace, a delete), so every process sees the
