@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -23,10 +22,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 STORE_HELP = "Result store (SQLite). Default: $FRONTIER_STORE or ./.frontier/results.sqlite."
 
 
-def _use_store(store: Optional[Path]) -> None:
-    """--store also decides where uploaded datasets live (beside the store), here and in worker processes."""
-    if store is not None:
-        os.environ["FRONTIER_STORE"] = str(store)
+def _uploads_dir(store: Optional[Path]) -> Path:
+    """Uploaded datasets live in `datasets/` beside the result store (--store, $FRONTIER_STORE or ./.frontier)."""
+    from engine.store import resolve_store_path
+
+    return resolve_store_path(store).parent / "datasets"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -46,11 +46,13 @@ def _print_frame(frame: pd.DataFrame, output_format: str) -> None:
 
 
 @app.command()
-def datasets(output_format: str = typer.Option("table", "--format", help="table, json or csv")) -> None:
-    """List the bundled datasets with their size, label, licence and sensitive columns."""
+def datasets(output_format: str = typer.Option("table", "--format", help="table, json or csv"),
+             store: Optional[Path] = typer.Option(None, help=STORE_HELP + " Uploads beside it are listed too.")) -> None:
+    """List the datasets (bundled, then uploads beside the store) with their size, label, licence and sensitive columns."""
     from engine.data import dataset_names, get_dataset_info
 
-    cards = [get_dataset_info(name).summary() for name in dataset_names()]
+    uploads = _uploads_dir(store)
+    cards = [get_dataset_info(name, uploads).summary() for name in dataset_names(uploads)]
     columns = ["name", "task", "rows", "label", "split", "licence", "sensitive_columns", "bounds"]
     frame = pd.DataFrame(cards)
     _print_frame(frame if output_format != "table" else frame[columns], output_format)
@@ -126,7 +128,6 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train every run of a grid that the store does not already hold, and store each as it finishes."""
-    _use_store(store)
     from tqdm import tqdm
 
     from engine.store import ResultStore
@@ -149,7 +150,8 @@ def sweep(
         spec = _spec_from_options(config, overrides)
         if device not in DEVICES:
             raise ConfigError(f"Unknown --device {device!r}: choose auto, cpu or cuda.")
-        plan = plan_sweep(spec, None)  # every check before anything is written
+        uploads = _uploads_dir(store)
+        plan = plan_sweep(spec, None, uploads_dir=uploads)  # every check before anything is written
     except EngineError as exc:
         _fail(str(exc))
     with ResultStore(store) as results:
@@ -174,7 +176,8 @@ def sweep(
 
         previous = _stop_on_sigterm()
         try:
-            report = run_sweep(spec, store=results, workers=workers, device=device, on_progress=on_progress)
+            report = run_sweep(spec, store=results, uploads_dir=uploads, workers=workers, device=device,
+                               on_progress=on_progress)
         except EngineError as exc:
             bar.close()
             _fail(str(exc))
@@ -208,7 +211,6 @@ def results(
     status: Optional[str] = typer.Option(None, help="ok or failed."),
 ) -> None:
     """Every stored run (json and csv carry every field of the record)."""
-    _use_store(store)
     from engine.store import ResultStore
 
     try:
@@ -234,7 +236,6 @@ def frontier_command(
     output_format: str = typer.Option("table", "--format", help="table, json or csv"),
 ) -> None:
     """The Pareto table (metric vs epsilon) per technique, with the non-private baseline for reference."""
-    _use_store(store)
     from engine.frontier import baselines, pareto_front, summarise
     from engine.store import ResultStore
 
@@ -273,13 +274,12 @@ def export(
     metric: str = typer.Option("accuracy", help="accuracy, balanced_accuracy or roc_auc."),
 ) -> None:
     """Write OUT/config.yaml (reproduces the run: `frontier sweep --config OUT/config.yaml`) and OUT/report.html."""
-    _use_store(store)
     from engine.report import build_export, write_export
     from engine.store import ResultStore
 
     try:
         with ResultStore(store, create=False) as opened:
-            bundle = build_export(run_id, opened, metric)
+            bundle = build_export(run_id, opened, metric, uploads_dir=_uploads_dir(store))
     except EngineError as exc:
         _fail(str(exc))
     config_path, report_path = write_export(bundle, out)

@@ -133,7 +133,7 @@ def _secs(seconds: float) -> str:
 
 
 # --- estimate -------------------------------------------------------------------------------------------
-def estimate_sweep(spec: SweepSpec, store_path=None, *, workers: int = 1) -> SweepEstimate:
+def estimate_sweep(spec: SweepSpec, store_path=None, *, uploads_dir: Path | None = None, workers: int = 1) -> SweepEstimate:
     """How many runs `spec` is, how many the store already holds, and roughly how long the rest take.
 
     Per technique, training time is the mean train_seconds of stored successful runs with the same
@@ -145,13 +145,13 @@ def estimate_sweep(spec: SweepSpec, store_path=None, *, workers: int = 1) -> Swe
     from engine.privacy.calibration import calibration_key
     from engine.sweep import plan_sweep
 
-    plan = plan_sweep(spec, None)
+    plan = plan_sweep(spec, None, uploads_dir=uploads_dir)
     path = resolve_store_path(store_path)
     store = ResultStore(path, create=False) if path.exists() else None
     try:
         cached = store.completed_ids(plan.run_ids) if store else set()
         pending = [config for run_id, config in zip(plan.run_ids, plan.configs) if run_id not in cached]
-        kind = "image" if get_dataset_info(spec.dataset).is_image else "tabular"
+        kind = "image" if get_dataset_info(spec.dataset, uploads_dir).is_image else "tabular"
         seconds, basis, calibrations = 0.0, [], set()
         for technique in dict.fromkeys(config.technique for config in pending):
             runs = [c for c in pending if c.technique == technique]
@@ -203,15 +203,18 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def start_sweep_job(spec: SweepSpec, *, store_path=None, workers: int = 1, device: str = "auto") -> str:
+def start_sweep_job(spec: SweepSpec, *, store_path=None, uploads_dir: Path | None = None, workers: int = 1,
+                    device: str = "auto") -> str:
     """Check `spec`, then run `frontier sweep` on it in a detached process; returns the job id.
+
+    `uploads_dir` must be the `datasets/` folder beside the store: the detached `frontier sweep --store` looks there.
 
     Raises ConfigError (invalid spec, workers, device) or JobRunningError before anything is written.
     """
     from engine.measure import resolve_device
     from engine.sweep import plan_sweep
 
-    plan = plan_sweep(spec, None)
+    plan = plan_sweep(spec, None, uploads_dir=uploads_dir)
     if not (isinstance(workers, int) and workers >= 1):
         raise EngineError(f"workers must be an integer >= 1, got {workers!r}.")
     resolve_device(device)  # ConfigError for cuda without a GPU or an unknown device

@@ -57,15 +57,17 @@ font-size:.9em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text
 font-weight:600}pre{background:#f6f8fa;padding:1em;overflow-x:auto}.note{color:#555;font-size:.9em}"""
 
 
-def build_export(run_id: str, store: ResultStore, metric: str = "accuracy") -> ExportBundle:
+def build_export(run_id: str, store: ResultStore, metric: str = "accuracy", *,
+                 uploads_dir: Path | None = None) -> ExportBundle:
+    """The run's reproducing config.yaml and its HTML report (a run on an upload needs the `uploads_dir` holding it)."""
     record = store.get(run_id)
     if record is None:
         raise ConfigError(f"No run {run_id!r} in {store.path}: list runs with `frontier results`.")
     if record["status"] != "ok":
         raise ConfigError(f"Run {run_id} failed ({record['error']}): export a successful run.")
     config = RunConfig.from_dict(record["config"])
-    spec = spec_for_run(config)
-    plan = plan_sweep(spec, None)
+    spec = spec_for_run(config, uploads_dir)
+    plan = plan_sweep(spec, None, uploads_dir=uploads_dir)
     reproduces = plan.run_ids == (run_id,)
     config_yaml = (
         f"# Reproduces run {run_id} ({config.technique} on {config.dataset}); exported "
@@ -75,7 +77,7 @@ def build_export(run_id: str, store: ResultStore, metric: str = "accuracy") -> E
     )
     runs = store.dataframe(dataset=config.dataset)
     records = store.records(dataset=config.dataset)
-    report = _render_report(record, config, runs, records, metric, config_yaml, reproduces)
+    report = _render_report(record, config, runs, records, metric, config_yaml, reproduces, uploads_dir)
     return ExportBundle(run_id=run_id, config_yaml=config_yaml, report_html=report, reproduces=reproduces)
 
 
@@ -87,7 +89,7 @@ def write_export(bundle: ExportBundle, out_dir: str | Path) -> tuple[Path, Path]
     return out / "config.yaml", out / "report.html"
 
 
-def _render_report(record, config: RunConfig, runs, records, metric, config_yaml, reproduces) -> str:
+def _render_report(record, config: RunConfig, runs, records, metric, config_yaml, reproduces, uploads_dir) -> str:
     if record.get("epsilon") is None:
         summary = None
         sentences = ["This is a non-private run: it carries no privacy guarantee and must not be released."]
@@ -109,7 +111,7 @@ def _render_report(record, config: RunConfig, runs, records, metric, config_yaml
         candidates = candidates[["technique", "model", "target_epsilon", "epsilon", "accountant", "max_grad_norm",
                                  "metric_mean", "metric_std", "seeds", "cost_mean", "run_id"]].rename(
             columns={"metric_mean": f"{metric} (mean)", "metric_std": "± std", "cost_mean": "train s"})
-    info = get_dataset_info(config.dataset)
+    info = get_dataset_info(config.dataset, uploads_dir)
     run_fields = pd.DataFrame([(key, record.get(key)) for key in (
         "run_id", "dataset", "technique", "model", "seed", "target_epsilon", "epsilon", "accountant", "delta",
         "noise_multiplier", "max_grad_norm", "sample_rate", "steps", "epochs", "batch_size", "learning_rate",

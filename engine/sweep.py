@@ -15,12 +15,13 @@ import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 
 from engine import ENGINE_VERSION
 from engine.config import FEDERATED_FIELDS, RunConfig, SweepReport, SweepSpec
-from engine.data import PreparedDataset, get_dataset_info, load_dataset
+from engine.data import DatasetInfo, PreparedDataset, get_dataset_info, load_dataset
 from engine.errors import ConfigError, EngineError
 from engine.measure import resolve_device
 from engine.store import COLUMN_NAMES, ResultStore
@@ -58,15 +59,15 @@ class SweepPlan:
         return [(run_id, config) for run_id, config in zip(self.run_ids, self.configs) if run_id not in self.cached_ids]
 
 
-def default_model(dataset: str) -> str:
-    return "cnn" if get_dataset_info(dataset).is_image else "mlp"
+def default_model(info: DatasetInfo) -> str:
+    return "cnn" if info.is_image else "mlp"
 
 
-def expand(spec: SweepSpec) -> list[RunConfig]:
-    """Every run of the grid, each technique over only the axes it has."""
+def expand(spec: SweepSpec, uploads_dir: Path | None = None) -> list[RunConfig]:
+    """Every run of the grid, each technique over only the axes it has. `uploads_dir`: where uploaded datasets are."""
     spec.validate()
-    get_dataset_info(spec.dataset)  # unknown dataset -> ConfigError
-    model = spec.model or default_model(spec.dataset)
+    info = get_dataset_info(spec.dataset, uploads_dir)  # unknown dataset -> ConfigError
+    model = spec.model or default_model(info)
     common = dict(dataset=spec.dataset, model=model, epochs=spec.epochs, batch_size=spec.batch_size,
                   learning_rate=spec.learning_rate, hidden_units=spec.hidden_units,
                   train_subsample=spec.train_subsample)
@@ -76,7 +77,7 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
         uses_epsilon, uses_clipping = technique.axes(spec)  # may follow a setting (he-inference trained by dp-sgd)
         epsilons = spec.epsilons if uses_epsilon else (None,)
         norms = spec.clipping_norms if uses_clipping else (None,)
-        extras = technique.expand_fields(spec)  # e.g. federated settings; [{}] for most techniques
+        extras = technique.expand_fields(spec, info)  # e.g. federated settings; [{}] for most techniques
         for extra, epsilon, norm, seed in itertools.product(extras, dict.fromkeys(epsilons), dict.fromkeys(norms),
                                                             dict.fromkeys(spec.seeds)):
             private = uses_epsilon
@@ -98,14 +99,14 @@ def check_delta(delta: float, n_train: int) -> None:
         )
 
 
-def prepared_data(spec_or_config) -> PreparedDataset:
-    return load_dataset(spec_or_config.dataset).subsample(spec_or_config.train_subsample)
+def prepared_data(spec_or_config, uploads_dir: Path | None = None) -> PreparedDataset:
+    return load_dataset(spec_or_config.dataset, uploads_dir).subsample(spec_or_config.train_subsample)
 
 
-def plan_sweep(spec: SweepSpec, store: ResultStore | None) -> SweepPlan:
+def plan_sweep(spec: SweepSpec, store: ResultStore | None, *, uploads_dir: Path | None = None) -> SweepPlan:
     """Validate everything that can be checked before training, then look up the cache."""
-    configs = expand(spec)
-    data = prepared_data(spec)
+    configs = expand(spec, uploads_dir)
+    data = prepared_data(spec, uploads_dir)
     if any(config.delta for config in configs):  # only runs with a delta > 0 need delta < 1/n
         check_delta(spec.delta, data.n_train)
     from engine.techniques.training import model_for  # validates model vs data (cnn needs images)
@@ -164,9 +165,9 @@ def _groups(pending: list[tuple[str, RunConfig]]) -> list[list[tuple[str, RunCon
     return list(groups.values())
 
 
-def _run_group(group, device: str, store_path: str | None, on_progress=None):
+def _run_group(group, device: str, store_path: str | None, uploads_dir: Path | None, on_progress=None):
     """Train one group in this process; yields (run_id, config, outcome). Used in-process and by workers."""
-    data = prepared_data(group[0][1])
+    data = prepared_data(group[0][1], uploads_dir)
     store = ResultStore(store_path) if store_path else None
     ids = {config: run_id for run_id, config in group}
     technique = create_technique(group[0][1].technique)
@@ -179,12 +180,12 @@ def _run_group(group, device: str, store_path: str | None, on_progress=None):
             store.close()
 
 
-def _worker_group(group, device: str, store_path: str | None):
+def _worker_group(group, device: str, store_path: str | None, uploads_dir: Path | None):
     import torch
 
     torch.set_num_threads(1)  # one thread per worker process: workers x threads = cores
     return [(run_id, config, _portable(outcome) if isinstance(outcome, BaseException) else outcome)
-            for run_id, config, outcome in _run_group(group, device, store_path)]
+            for run_id, config, outcome in _run_group(group, device, store_path, uploads_dir)]
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -192,20 +193,20 @@ def _portable(exc: BaseException) -> BaseException:
     return exc if isinstance(exc, EngineError) else RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def run_sweep(spec: SweepSpec, *, store: ResultStore, workers: int = 1, device: str = "auto",
-              on_progress: ProgressCallback | None = None) -> SweepReport:
-    """Run every missing run of `spec`, writing each to `store` as soon as it ends."""
+def run_sweep(spec: SweepSpec, *, store: ResultStore, uploads_dir: Path | None = None, workers: int = 1,
+              device: str = "auto", on_progress: ProgressCallback | None = None) -> SweepReport:
+    """Run every missing run of `spec`, writing each to `store` as soon as it ends (uploads: in `uploads_dir`)."""
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}.")
     resolved_device = resolve_device(device)
-    plan = plan_sweep(spec, store)
+    plan = plan_sweep(spec, store, uploads_dir=uploads_dir)
     total, done = len(plan.configs), 0
     notify = on_progress or (lambda event: None)
     for run_id, config in zip(plan.run_ids, plan.configs):
         if run_id in plan.cached_ids:
             done += 1
             notify(ProgressEvent("cached", run_id, config, done, total))
-    data = prepared_data(spec)
+    data = prepared_data(spec, uploads_dir)
     trained = failed = 0
     interrupted = False
 
@@ -228,13 +229,13 @@ def run_sweep(spec: SweepSpec, *, store: ResultStore, workers: int = 1, device: 
                 for run_id, config in group:
                     notify(ProgressEvent("started", run_id, config, done, total))
                 progress = lambda config, fraction: notify(ProgressEvent("progress", ids[config], config, done, total, fraction))  # noqa: E731
-                for run_id, config, outcome in _run_group(group, resolved_device, str(store.path), progress):
+                for run_id, config, outcome in _run_group(group, resolved_device, str(store.path), uploads_dir, progress):
                     record(run_id, config, outcome)
         else:
             # spawn, not fork: forking a process that already ran torch threads can deadlock.
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=context) as pool:
-                futures = {pool.submit(_worker_group, group, resolved_device, str(store.path)): group for group in groups}
+                futures = {pool.submit(_worker_group, group, resolved_device, str(store.path), uploads_dir): group for group in groups}
                 try:
                     for future in as_completed(futures):
                         try:
@@ -252,7 +253,7 @@ def run_sweep(spec: SweepSpec, *, store: ResultStore, workers: int = 1, device: 
                        run_ids=plan.run_ids, interrupted=interrupted)
 
 
-def spec_for_run(config: RunConfig) -> SweepSpec:
+def spec_for_run(config: RunConfig, uploads_dir: Path | None = None) -> SweepSpec:
     """The one-run sweep spec whose expansion is exactly `config` (the inverse of `expand` for one point)."""
     technique = get_technique_class(config.technique)
     defaults = SweepSpec()
@@ -270,7 +271,7 @@ def spec_for_run(config: RunConfig) -> SweepSpec:
         **{name: getattr(config, name) for name in FEDERATED_FIELDS if getattr(config, name) is not None},
         only_clients=(config.client,) if config.client is not None else None,
     )
-    expanded = expand(spec)
+    expanded = expand(spec, uploads_dir)
     if expanded != [config]:
         raise ConfigError(f"Run configuration {config} cannot be expressed as a sweep spec: it expands to {expanded}.")
     return spec

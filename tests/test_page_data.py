@@ -139,7 +139,7 @@ def test_uploaded_dataset_sweeps_and_its_frontier_is_drawn(isolated_store):
     spec = SweepSpec(dataset=name, techniques=("baseline", "dp-sgd"), epsilons=(1.0, 8.0), seeds=(0,), epochs=3,
                      batch_size=64, accountant="rdp")
     with ResultStore(isolated_store) as store:
-        report = run_sweep(spec, store=store, device="cpu")
+        report = run_sweep(spec, store=store, uploads_dir=isolated_store.parent / "datasets", device="cpu")
         records = store.records(dataset=name)
     assert (report.trained, report.failed) == (3, 0)
     assert all(record["data_derived_bounds"] for record in records)

@@ -35,7 +35,7 @@ def launched(monkeypatch) -> list:
     """Replaces the engine's launcher: records (spec, workers, device) instead of starting a process."""
     calls = []
 
-    def fake_start(spec, *, store_path=None, workers=1, device="auto"):
+    def fake_start(spec, *, store_path=None, uploads_dir=None, workers=1, device="auto"):
         calls.append((spec, workers, device))
         return "fake-job"
 

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 
 from engine.config import SweepSpec
-from engine.data import dataset_names, get_dataset_info, load_dataset, user_datasets_dir
-from engine.data.upload import (MIN_TRAIN_PER_CLASS, UploadSpec, delete_upload, inspect_csv, register_upload,
-                                slugify, validate_upload)
+from engine.data import dataset_names, get_dataset_info, load_dataset
+from engine.data.uploads.inspect import inspect_csv
+from engine.data.uploads.limits import MIN_TRAIN_PER_CLASS
+from engine.data.uploads.register import delete_upload, register_upload
+from engine.data.uploads.validate import UploadSpec, slugify, validate_upload
 from engine.errors import ConfigError, DataError
 from engine.sweep import run_sweep
 
@@ -30,6 +32,11 @@ def raw() -> bytes:
 @pytest.fixture(scope="module")
 def inspection(raw):
     return inspect_csv(raw, FIXTURE.name)
+
+
+@pytest.fixture
+def uploads(isolated_store) -> Path:
+    return isolated_store.parent / "datasets"
 
 
 def _csv(frame: pd.DataFrame) -> bytes:
@@ -168,12 +175,12 @@ def test_slugify():
 
 
 # --- registering ---------------------------------------------------------------------------------------------
-def test_registration_never_writes_identifiers_and_the_catalogue_sees_it(raw, inspection, isolated_store):
+def test_registration_never_writes_identifiers_and_the_catalogue_sees_it(raw, inspection, uploads):
     spec = UploadSpec("loans", "defaulted", "yes", numeric_bounds={"age": (18, 100)},
                       public_categories=("home_ownership",))
-    info = register_upload(raw, inspection, spec)
-    folder = isolated_store.parent / "datasets" / "loans"
-    assert Path(info.folder) == folder == user_datasets_dir() / "loans"
+    info = register_upload(raw, inspection, spec, uploads_dir=uploads)
+    folder = uploads / "loans"
+    assert Path(info.folder) == folder
     stored = pd.read_parquet(folder / "data.parquet")
     assert sorted(stored.columns) == sorted([*FEATURES, "defaulted"])
     assert not IDENTIFIERS & set(stored.columns)
@@ -182,54 +189,49 @@ def test_registration_never_writes_identifiers_and_the_catalogue_sees_it(raw, in
     for column in ("email", "national_id", "phone", "full_name"):  # no identifier value anywhere on disk
         for value in source[column].head(25):
             assert value.encode() not in on_disk, (column, value)
-    assert "loans" in dataset_names() and get_dataset_info("loans").origin == "uploaded"
+    assert "loans" in dataset_names(uploads) and get_dataset_info("loans", uploads).origin == "uploaded"
     assert info.provenance.startswith("uploaded loan_applications.csv on ") and inspection.sha256 in info.provenance
     assert info.licence == "user-provided" and set(info.identifier_columns) == IDENTIFIERS
     assert info.numeric["age"] == {"bounds": [18.0, 100.0], "nullable": True}  # declared public, missing values
 
-    data = load_dataset("loans")
+    data = load_dataset("loans", uploads)
     assert (data.n_train, len(data.y_test)) == (360, 120) and data.fingerprint == info.fingerprint
+    assert data.info == info and data.subsample(100).info == info  # the entry travels with the arrays
     assert np.isfinite(data.x_train).all() and data.x_train.min() >= -1 and data.x_train.max() <= 1
     derived = set(data.data_derived_bounds)
     assert derived == set(info.data_derived_columns) == set(FEATURES) - {"age", "home_ownership"}
     assert "age=missing" in data.feature_names
 
 
-def test_same_name_again_replace_and_no_stale_cache(raw, inspection):
-    first = register_upload(raw, inspection, LOAN)
-    assert register_upload(raw, FIXTURE.name, LOAN).fingerprint == first.fingerprint  # same data: a no-op
-    assert load_dataset("loans").n_train == 360
+def test_same_name_again_replace_and_no_stale_cache(raw, inspection, uploads):
+    first = register_upload(raw, inspection, LOAN, uploads_dir=uploads)
+    assert register_upload(raw, FIXTURE.name, LOAN, uploads_dir=uploads).fingerprint == first.fingerprint  # a no-op
+    assert load_dataset("loans", uploads).n_train == 360
     other = pd.read_csv(io.BytesIO(raw)).head(300)
     other_raw = _csv(other)
     with pytest.raises(DataError, match="already exists.*replace"):
-        register_upload(other_raw, "loans2.csv", LOAN)
-    replaced = register_upload(other_raw, "loans2.csv", LOAN, replace=True)
+        register_upload(other_raw, "loans2.csv", LOAN, uploads_dir=uploads)
+    replaced = register_upload(other_raw, "loans2.csv", LOAN, uploads_dir=uploads, replace=True)
     assert replaced.fingerprint != first.fingerprint
-    assert load_dataset("loans").n_train == 225 and load_dataset("loans").fingerprint == replaced.fingerprint
-    assert [p.name for p in user_datasets_dir().iterdir()] == ["loans"]  # no staging folders left behind
-    delete_upload("loans")
-    assert "loans" not in dataset_names()
+    reloaded = load_dataset("loans", uploads)
+    assert reloaded.n_train == 225 and reloaded.fingerprint == replaced.fingerprint
+    assert [p.name for p in uploads.iterdir()] == ["loans"]  # no staging folders left behind
+    delete_upload("loans", uploads_dir=uploads)
+    assert "loans" not in dataset_names(uploads)
     with pytest.raises(ConfigError, match="Unknown dataset 'loans'"):
-        load_dataset("loans")
+        load_dataset("loans", uploads)
     with pytest.raises(DataError, match="not an uploaded dataset"):
-        delete_upload("adult")
+        delete_upload("adult", uploads_dir=uploads)
 
 
-def test_uploads_live_beside_their_own_store(raw, inspection, tmp_path):
-    other_store = tmp_path / "elsewhere" / "results.sqlite"
-    info = register_upload(raw, inspection, LOAN, store_path=other_store)
-    assert Path(info.folder) == tmp_path / "elsewhere" / "datasets" / "loans"
-    assert "loans" in dataset_names(store_path=other_store) and "loans" not in dataset_names()
-
-
-def test_a_sweep_on_the_upload_runs_and_records_data_derived_bounds(raw, inspection, store):
-    register_upload(raw, inspection, LOAN)
+def test_a_sweep_on_the_upload_runs_and_records_data_derived_bounds(raw, inspection, store, uploads):
+    register_upload(raw, inspection, LOAN, uploads_dir=uploads)
     spec = SweepSpec(dataset="loans", techniques=("baseline", "dp-sgd"), epsilons=(1.0,), seeds=(0,), epochs=10,
                      batch_size=64, accountant="rdp")
-    report = run_sweep(spec, store=store, device="cpu")
+    report = run_sweep(spec, store=store, uploads_dir=uploads, device="cpu")
     assert (report.trained, report.failed) == (2, 0)
     records = {record["technique"]: record for record in store.records(dataset="loans")}
-    data = load_dataset("loans")
+    data = load_dataset("loans", uploads)
     majority = max(data.y_test.mean(), 1 - data.y_test.mean())
     for record in records.values():
         assert record["status"] == "ok" and record["dataset_fingerprint"] == data.fingerprint

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -18,6 +20,11 @@ def _runs(path: str, signature: tuple) -> pd.DataFrame:  # noqa: ARG001 - the si
     return read_runs(path)
 
 
+def uploads_dir() -> Path:
+    """The dashboard's uploaded datasets: `datasets/` beside its result store ($FRONTIER_STORE or ./.frontier)."""
+    return resolve_store_path().parent / "datasets"
+
+
 def load_runs() -> pd.DataFrame:
     """Every run in the store, re-read only when the store changed."""
     path = resolve_store_path()
@@ -26,7 +33,7 @@ def load_runs() -> pd.DataFrame:
 
 def dataset_picker(runs: pd.DataFrame, key: str) -> str | None:
     """A dataset that has runs; preselects the one chosen on another page (session key `selected_dataset`)."""
-    order = {name: index for index, name in enumerate(dataset_names())}
+    order = {name: index for index, name in enumerate(dataset_names(uploads_dir()))}
     names = sorted(runs["dataset"].dropna().unique(), key=lambda name: (order.get(name, len(order)), name))
     if not names:
         return None

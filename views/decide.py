@@ -10,7 +10,7 @@ from engine.errors import EngineError
 from engine.frontier import COST_METRICS, available_costs, epsilon_label, frontier_view
 from engine.report import build_export
 from engine.store import ResultStore, resolve_store_path, store_signature
-from ui.common import METRIC_LABELS, page_runs
+from ui.common import METRIC_LABELS, page_runs, uploads_dir
 
 
 @st.cache_data(show_spinner="Composing every run of the sweep (dp-accounting PLD)…")
@@ -22,7 +22,7 @@ def decision(path: str, signature: tuple, run_id: str, metric: str):  # noqa: AR
 @st.cache_data(show_spinner="Writing the report…")
 def export(path: str, signature: tuple, run_id: str, metric: str):  # noqa: ARG001
     with ResultStore(path, create=False) as store:
-        return build_export(run_id, store, metric)
+        return build_export(run_id, store, metric, uploads_dir=uploads_dir())
 
 
 st.title("Decide")

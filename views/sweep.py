@@ -21,7 +21,7 @@ from engine.measure import resolve_device
 from engine.store import resolve_store_path, store_signature
 from engine.techniques import get_technique_class, technique_names
 from engine.techniques.federated import FederatedTechnique
-from ui.common import load_runs
+from ui.common import load_runs, uploads_dir
 
 POLL_RUNNING_S = 2.0  # how often the progress panel re-reads a running job (reading it takes ~3 ms)
 POLL_IDLE_S = 10.0  # without a running job: slowly, to notice one launched from another tab
@@ -38,7 +38,8 @@ def launch(spec: SweepSpec, workers: int, device: str) -> None:
     """Start the sweep; an EngineError (e.g. a sweep already running) is kept for the page to show."""
     st.session_state.pop("sweep_launch_error", None)
     try:
-        jobs.start_sweep_job(spec, store_path=resolve_store_path(), workers=workers, device=device)
+        jobs.start_sweep_job(spec, store_path=resolve_store_path(), uploads_dir=uploads_dir(), workers=workers,
+                             device=device)
     except EngineError as exc:
         st.session_state["sweep_launch_error"] = str(exc)
 
@@ -65,7 +66,7 @@ def rough(seconds: float) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def estimate(spec: SweepSpec, store: str, signature: tuple, workers: int) -> jobs.SweepEstimate:  # noqa: ARG001
-    return jobs.estimate_sweep(spec, store, workers=workers)
+    return jobs.estimate_sweep(spec, store, uploads_dir=uploads_dir(), workers=workers)
 
 
 def numbers(key: str, label: str, default: str, kind: type, help_text: str, errors: list[str], column) -> tuple:
@@ -203,7 +204,7 @@ progress_panel()
 # --- the form ---------------------------------------------------------------------------------------------
 st.subheader("New sweep")
 errors: list[str] = []
-names = dataset_names()
+names = dataset_names(uploads_dir())
 preselected = st.session_state.get("selected_dataset")
 default_dataset = preselected if preselected in names else ("adult" if "adult" in names else names[0])
 available = technique_names()

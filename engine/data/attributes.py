@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.data.catalogue import get_dataset_info
 from engine.data.prepare import PreparedDataset
 from engine.errors import DataError, UnsupportedError
 
@@ -41,7 +40,7 @@ def attribute_layout(data: PreparedDataset) -> tuple[Attribute, ...]:
     """The original attributes of a prepared table, in encoded-column order, from the catalogue's structure."""
     if data.is_image:
         raise UnsupportedError(f"{data.name} is an image dataset: it has pixels, not catalogued attributes.")
-    info = get_dataset_info(data.name)
+    info = data.info
     position = {name: index for index, name in enumerate(data.feature_names)}
     categorical_columns: set[int] = set()
     attributes: list[Attribute] = []

@@ -1,14 +1,15 @@
 """The dataset catalogue: what each dataset is and how to prepare it.
 
-Bundled datasets are declared in datasets/catalogue.yaml. Uploaded ones (engine/data/upload.py) each have a
-folder `<store folder>/datasets/<name>/` holding data.parquet and a catalogue.yaml in the same schema; they are
-re-read when they change (an upload, a replace, a delete), so every process sees the current set.
+Bundled datasets are declared in the repository's datasets/catalogue.yaml. Uploaded ones (engine/data/uploads/)
+each have a folder `<uploads_dir>/<name>/` holding data.parquet and a catalogue.yaml in the same schema. The
+uploads folder is always passed in (`uploads_dir`; None: bundled datasets only), never found through the
+environment. Uploads are re-read when they change (an upload, a replace, a delete), so every process sees the
+current set.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,8 @@ from typing import Any
 import yaml
 
 from engine.errors import ConfigError, DataError
-from engine.store import resolve_store_path
 
-DATASETS_DIR = Path(os.environ.get("FRONTIER_DATASETS", Path(__file__).resolve().parents[2] / "datasets"))
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "datasets"  # the repository's datasets/ folder
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class DatasetInfo:
     bounds_source: str = "public"  # "public" (domain knowledge) or "data" (computed from the rows)
     numeric_bounds_from: str | None = None
     image: dict[str, Any] | None = None
-    origin: str = "bundled"  # "bundled" (datasets/catalogue.yaml) or "uploaded" (under the store folder)
+    origin: str = "bundled"  # "bundled" (datasets/catalogue.yaml) or "uploaded" (under an uploads folder)
     folder: str | None = None  # the folder `file` lives in; None: the bundled datasets folder
     data_derived_columns: tuple[str, ...] = ()  # uploads: columns whose bounds or categories were read from the rows
     fingerprint: str | None = None  # uploads: the prepared data's fingerprint when registered
@@ -59,7 +59,7 @@ class DatasetInfo:
     @property
     def path(self) -> Path | None:
         """The data file, or None for a dataset shipped inside a library (breast-cancer)."""
-        return Path(self.folder or DATASETS_DIR) / self.file if self.file else None
+        return Path(self.folder or BUNDLED_DIR) / self.file if self.file else None
 
     def summary(self) -> dict[str, Any]:
         """The card shown by `frontier datasets` and the dashboard."""
@@ -92,16 +92,11 @@ def parse_entry(name: str, values: dict[str, Any], folder: Path | None = None) -
 
 @functools.lru_cache(maxsize=1)
 def _read_catalogue() -> dict[str, DatasetInfo]:
-    path = DATASETS_DIR / "catalogue.yaml"
+    path = BUNDLED_DIR / "catalogue.yaml"
     if not path.exists():
-        raise DataError(f"Dataset catalogue not found at {path}: set FRONTIER_DATASETS to the folder holding catalogue.yaml.")
+        raise DataError(f"Dataset catalogue not found at {path}: restore datasets/catalogue.yaml from the repository.")
     raw = yaml.safe_load(path.read_text())
     return {name: parse_entry(name, values) for name, values in raw.items()}
-
-
-def user_datasets_dir(store_path: str | os.PathLike | None = None) -> Path:
-    """Where uploads live: `datasets/` beside the result store (--store, $FRONTIER_STORE or ./.frontier)."""
-    return resolve_store_path(store_path).parent / "datasets"
 
 
 _USER_ENTRIES: dict[Path, tuple[tuple[int, int], DatasetInfo | None]] = {}  # catalogue.yaml -> (stat, entry)
@@ -123,13 +118,12 @@ def _read_user_entry(path: Path) -> DatasetInfo | None:
     return info
 
 
-def _user_catalogue(store_path: str | os.PathLike | None = None) -> dict[str, DatasetInfo]:
-    root = user_datasets_dir(store_path)
-    if not root.is_dir():
+def _user_catalogue(uploads_dir: Path | None) -> dict[str, DatasetInfo]:
+    if uploads_dir is None or not Path(uploads_dir).is_dir():
         return {}
     bundled = _read_catalogue()
     entries = {}
-    for path in sorted(root.glob("*/catalogue.yaml")):
+    for path in sorted(Path(uploads_dir).glob("*/catalogue.yaml")):
         if path.parent.name.startswith("."):  # an upload being written or replaced
             continue
         try:
@@ -141,9 +135,11 @@ def _user_catalogue(store_path: str | os.PathLike | None = None) -> dict[str, Da
     return entries
 
 
-def catalogue_signature(store_path: str | os.PathLike | None = None) -> tuple:
-    """Changes whenever an upload is added, replaced or deleted (a cache key for dashboards)."""
-    root = user_datasets_dir(store_path)
+def catalogue_signature(uploads_dir: Path | None = None) -> tuple:
+    """Changes whenever an upload in `uploads_dir` is added, replaced or deleted (a cache key for dashboards)."""
+    if uploads_dir is None:
+        return (None,)
+    root = Path(uploads_dir)
     signature = []
     for path in sorted(root.glob("*/catalogue.yaml")) if root.is_dir() else ():
         try:
@@ -158,16 +154,17 @@ def bundled_dataset_names() -> list[str]:
     return list(_read_catalogue())
 
 
-def dataset_names(store_path: str | os.PathLike | None = None) -> list[str]:
-    """Bundled datasets in catalogue order, then uploads (alphabetical)."""
-    return [*_read_catalogue(), *_user_catalogue(store_path)]
+def dataset_names(uploads_dir: Path | None = None) -> list[str]:
+    """Bundled datasets in catalogue order, then the uploads in `uploads_dir` (alphabetical)."""
+    return [*_read_catalogue(), *_user_catalogue(uploads_dir)]
 
 
-def get_dataset_info(name: str, store_path: str | os.PathLike | None = None) -> DatasetInfo:
+def get_dataset_info(name: str, uploads_dir: Path | None = None) -> DatasetInfo:
+    """A bundled dataset's entry, or an upload's in `uploads_dir` (None: bundled datasets only)."""
     catalogue = _read_catalogue()
     if name in catalogue:
         return catalogue[name]
-    uploads = _user_catalogue(store_path)
+    uploads = _user_catalogue(uploads_dir)
     if name not in uploads:
         raise ConfigError(f"Unknown dataset {name!r}: choose one of {', '.join([*catalogue, *uploads])} "
                           "(see `frontier datasets`), or upload a CSV on the dashboard's Data page.")

@@ -12,6 +12,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ class PreparedDataset:
     """Arrays ready for a model. Tables: (n, d) float32. Images: (n, 1, 28, 28) float32. Labels: (n,) int64."""
 
     name: str
+    info: DatasetInfo  # the catalogue entry it was prepared from: techniques read bounds and silos here
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
@@ -125,7 +127,8 @@ def _labels(frame: pd.DataFrame, label: dict) -> np.ndarray:
     return (values.astype(str) == str(label["positive"])).to_numpy().astype(np.int64)
 
 
-def _split(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, np.ndarray]:
+def split_rows(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, test rows) of `frame` by the catalogue's split: a marker column, or a seeded permutation."""
     if "column" in split:
         marks = frame[split["column"]].astype(str).to_numpy()
         return np.flatnonzero(marks == "train"), np.flatnonzero(marks == "test")
@@ -165,10 +168,10 @@ def prepare_table(info: DatasetInfo) -> PreparedDataset:
         data_derived = tuple(feature_columns)
     x_all, names = encode_table(frame, numeric, info.categorical)
     y_all = _labels(frame, info.label)
-    train_rows, test_rows = _split(frame, info.split)
+    train_rows, test_rows = split_rows(frame, info.split)
     x_train, y_train, x_test, y_test = x_all[train_rows], y_all[train_rows], x_all[test_rows], y_all[test_rows]
     return PreparedDataset(
-        name=info.name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+        name=info.name, info=info, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
         feature_names=tuple(names), n_classes=2,
         fingerprint=_fingerprint(x_train, y_train, x_test, y_test, names),
         data_derived_bounds=data_derived,
@@ -187,7 +190,7 @@ def _prepare_images(info: DatasetInfo) -> PreparedDataset:
     y_train, y_test = arrays["y_train"].astype(np.int64), arrays["y_test"].astype(np.int64)
     names = tuple(f"pixel_{i}" for i in range(int(np.prod(x_train.shape[1:]))))
     return PreparedDataset(
-        name=info.name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+        name=info.name, info=info, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
         feature_names=names, n_classes=10, is_image=True,
         fingerprint=_fingerprint(x_train, y_train, x_test, y_test, names),
     )
@@ -207,9 +210,12 @@ def _version(info: DatasetInfo) -> tuple:
         return ("missing",)
 
 
-def load_dataset(name: str) -> PreparedDataset:
-    """Prepared arrays of a catalogued or uploaded dataset (cached per process; a replaced upload is re-read)."""
-    info = get_dataset_info(name)
+def load_dataset(name: str, uploads_dir: Path | None = None) -> PreparedDataset:
+    """Prepared arrays of a bundled dataset or of an upload in `uploads_dir` (None: bundled only).
+
+    Cached per process, keyed by the upload's folder and files: a replaced upload is re-read.
+    """
+    info = get_dataset_info(name, uploads_dir)
     key = (name, info.folder, _version(info))
     with _CACHE_LOCK:
         if key in _CACHE:

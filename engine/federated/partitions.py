@@ -15,6 +15,7 @@ run's config and cache key, and the same seed gives the same partition to every 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -166,16 +167,16 @@ def label_skew(partition: Partition, data) -> float:
 
 
 def partition_view(dataset: str, *, kind: str = "iid", n_clients: int | None = None, alpha: float | None = None,
-                   column: str | None = None, seed: int = 0) -> pd.DataFrame:
+                   column: str | None = None, seed: int = 0, uploads_dir: Path | None = None) -> pd.DataFrame:
     """The Data page's partition table in one call: partition_summary of `dataset` split as a sweep would split it
     (natural: the catalogue's silo column unless `column` is given; others: 10 clients unless `n_clients` is)."""
-    from engine.data import get_dataset_info, load_dataset
+    from engine.data import load_dataset
 
+    data = load_dataset(dataset, uploads_dir)
     if kind == "natural":
-        column = column or get_dataset_info(dataset).silo_column
+        column = column or data.info.silo_column
         n_clients = None
     else:
         n_clients = n_clients or 10
-    data = load_dataset(dataset)
     return partition_summary(make_partition(data, kind=kind, n_clients=n_clients, alpha=alpha, column=column,
                                             seed=seed), data)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Hashable, Iterable, Iterator, Protocol
 
 from engine.config import RunConfig
-from engine.data import PreparedDataset
+from engine.data import DatasetInfo, PreparedDataset
 
 # Called with the fraction (0..1) of the current run that is done.
 RunProgress = Callable[[float], None]
@@ -84,8 +84,8 @@ class Technique(ABC):
         return cls.privacy_model
 
     @classmethod
-    def expand_fields(cls, spec) -> list[dict[str, Any]]:
-        """Extra RunConfig fields of this technique's runs in `spec` (SweepSpec), one dict per run.
+    def expand_fields(cls, spec, info: DatasetInfo) -> list[dict[str, Any]]:
+        """Extra RunConfig fields of this technique's runs in `spec` (SweepSpec) on dataset `info`, one dict per run.
 
         Federated techniques resolve their settings here (engine/techniques/federated.py); others add none.
         """

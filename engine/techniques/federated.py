@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from engine.config import RunConfig
-from engine.data import PreparedDataset, get_dataset_info
+from engine.data import DatasetInfo, PreparedDataset
 from engine.errors import ConfigError
 from engine.federated.compression import Compression, parse_compression
 from engine.federated.local import ClientData, LocalOptions, ParamLayout, make_trainer
@@ -46,11 +46,10 @@ register_cost_metric("comm_bytes", "bytes on the wire", "B")
 register_cost_metric("rounds", "communication rounds", "rounds")
 
 
-def partition_fields(spec) -> dict[str, Any]:
-    """n_clients, partition, alpha, partition_column resolved for `spec` (natural: from the catalogue)."""
+def partition_fields(spec, info: DatasetInfo) -> dict[str, Any]:
+    """n_clients, partition, alpha, partition_column resolved for `spec` (natural: from the catalogue entry `info`)."""
     kind = spec.partition or "iid"
     if kind == "natural":
-        info = get_dataset_info(spec.dataset)
         column = spec.partition_column or info.silo_column
         if not column:
             raise ConfigError(f"Dataset {spec.dataset!r} names no silo column: pass --partition-column COLUMN "
@@ -69,9 +68,9 @@ def partition_fields(spec) -> dict[str, Any]:
                 partition_column=None)
 
 
-def client_names(spec, fields: dict[str, Any]) -> list[str]:
+def client_names(info: DatasetInfo, fields: dict[str, Any]) -> list[str]:
     if fields["partition"] == "natural":
-        return [str(s) for s in get_dataset_info(spec.dataset).categorical[fields["partition_column"]]]
+        return [str(s) for s in info.categorical[fields["partition_column"]]]
     return [str(i) for i in range(fields["n_clients"])]
 
 
@@ -107,8 +106,8 @@ class FederatedTechnique(Technique):
     privacy_unit = "none"  # "record" or "client" for the private ones
 
     @classmethod
-    def expand_fields(cls, spec) -> list[dict[str, Any]]:
-        fields = partition_fields(spec)
+    def expand_fields(cls, spec, info: DatasetInfo) -> list[dict[str, Any]]:
+        fields = partition_fields(spec, info)
         rounds = spec.rounds or spec.epochs  # default: as many rounds as the sweep's epochs
         local_epochs = spec.local_epochs or DEFAULT_LOCAL_EPOCHS
         per_round = spec.clients_per_round or fields["n_clients"]
@@ -286,9 +285,9 @@ class SingleSilo(Technique):
     description = "One client (e.g. one hospital) trains alone on its own rows, no federation, no privacy."
 
     @classmethod
-    def expand_fields(cls, spec) -> list[dict[str, Any]]:
-        fields = partition_fields(spec)
-        names = client_names(spec, fields)
+    def expand_fields(cls, spec, info: DatasetInfo) -> list[dict[str, Any]]:
+        fields = partition_fields(spec, info)
+        names = client_names(info, fields)
         chosen = list(spec.only_clients) if spec.only_clients else names
         unknown = [name for name in chosen if name not in names]
         if unknown:

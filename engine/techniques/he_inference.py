@@ -110,7 +110,7 @@ class HEInference(Technique):
         return private, private
 
     @classmethod
-    def expand_fields(cls, spec) -> list[dict]:
+    def expand_fields(cls, spec, info) -> list[dict]:
         return [{"train_technique": spec.train_technique or "baseline"}]
 
     @classmethod

@@ -1,0 +1,58 @@
+"""The upload form: the user's choices for an inspected CSV (label, positive class, drops, public bounds and
+categories, name), returned as an UploadSpec when Save is pressed. Saving is the page's call."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from engine.data.uploads.inspect import CsvInspection
+from engine.data.uploads.validate import UploadSpec, slugify
+from ui.bounds_editor import public_bounds_editor
+
+LABEL_HINTS = {"label", "target", "outcome", "class", "y", "default", "defaulted", "churn", "fraud", "readmitted",
+               "diagnosis", "died", "death", "approved", "response", "result"}
+
+
+def guess_label(inspection: CsvInspection) -> str:
+    """A column named like an outcome with 2-20 values, else the last such column, else the first column."""
+    usable = [p for p in inspection.columns if p.kind != "empty" and p.name not in inspection.suggested_drops]
+    small = [p.name for p in usable if 2 <= p.distinct <= 20]
+    named = [name for name in small if set(name.lower().replace("-", "_").split("_")) & LABEL_HINTS]
+    return (named or small[-1:] or [p.name for p in usable] or [inspection.frame.columns[0]])[0]
+
+
+def upload_form(inspection: CsvInspection, tag: str, existing_uploads: list[str]) -> tuple[UploadSpec, bool] | None:
+    """(spec, replace an earlier upload of that name) once "Save dataset" is pressed, else None."""
+    columns = [p.name for p in inspection.columns if p.kind != "empty"]
+    guess = guess_label(inspection)
+    left, right = st.columns(2)
+    label = left.selectbox("Label column (the outcome to predict)", columns, index=columns.index(guess),
+                           key=f"data_label_{tag}")
+    counts = inspection.class_counts(label)
+    classes = sorted(counts, key=lambda value: counts[value])  # the rarer class first: usually the event
+    positive = right.selectbox("Positive class (the event: default, readmission, fraud…)", classes,
+                               format_func=lambda value: f"{value} ({counts[value]:,} rows)", key=f"data_positive_{tag}")
+    if len(classes) > 2:
+        right.caption(f"{len(classes)} values: the model learns {positive!r} against all the others.")
+    drops = st.multiselect("Columns to drop (never saved)", columns, key=f"data_drop_{tag}",
+                           default=[c for c in inspection.suggested_drops if c != label and c in columns],
+                           help="Pre-selected: columns that look like identifiers, and text columns with too many "
+                                "values to encode. Keep a flagged column only if you are sure it is not one.")
+    kept = [c for c in columns if c != label and c not in drops]
+    bounds = public_bounds_editor(inspection, kept, tag)
+    text_columns = [p.name for p in inspection.columns if p.kind == "categorical" and p.name in kept]
+    public_categories = st.multiselect(
+        "Text columns whose list of values is public (a fixed code list, not read from the rows)", text_columns,
+        key=f"data_public_categories_{tag}",
+        help="Otherwise the list of categories is read from the rows and recorded as data-derived: a rare category "
+             "reveals that someone in the data has it.") if text_columns else []
+    name = st.text_input("Dataset name", value=slugify(inspection.filename) or "my-upload", key=f"data_name_{tag}",
+                         help="Lower-case letters, digits and hyphens; the name the Sweep page and the CLI use.").strip()
+    replace = False
+    if name in existing_uploads:
+        replace = st.checkbox(f"Replace my earlier upload named {name!r}", key=f"data_replace_{tag}",
+                              help="Runs on the earlier data stay in the result store under their own fingerprint.")
+    if not st.button("Save dataset", type="primary", key=f"data_save_{tag}"):
+        return None
+    return UploadSpec(name=name, label_column=label, positive_class=positive, drop_columns=tuple(drops),
+                      numeric_bounds=bounds, public_categories=tuple(public_categories)), replace
