@@ -2,19 +2,23 @@
 
 Pages live in views/ (not pages/: a folder named pages/ makes Streamlit 1.67 serve a deep link such as
 /frontier on a freshly started server in its legacy mode, without this router); each reads its widgets, builds one typed config, calls one engine function and
-renders the answer. Later pages (Data / Sweep / Frontier / Decide) are added to the list below.
+renders the answer.
 """
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
-from engine.store import resolve_store_path
+from engine.techniques.registry import PLUGINS_ENVIRONMENT_VARIABLE, load_plugins
+from ui.common import workspace
 
 st.set_page_config(page_title="Privacy Frontier", layout="wide")
+load_plugins(os.environ.get(PLUGINS_ENVIRONMENT_VARIABLE))  # the surfaces read the plugin list, once
 
 with st.sidebar:
-    store_path = resolve_store_path()
+    store_path = workspace().store_path
     st.markdown("**Result store**")
     st.code(str(store_path), language=None, wrap_lines=True)
     if store_path.exists():

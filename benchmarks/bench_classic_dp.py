@@ -69,20 +69,23 @@ def machine() -> dict:
 
 
 def sweep(dataset: str, techniques: tuple[str, ...], epsilons, seeds, store_path: Path, workers: int) -> list[dict]:
+    from engine import services
     from engine.config import SweepSpec
-    from engine.store import ResultStore
-    from engine.sweep import run_sweep
+    from engine.runner.records import open_store
+    from engine.workspace import Workspace
 
     spec = SweepSpec(dataset=dataset, techniques=techniques, epsilons=tuple(epsilons), seeds=tuple(seeds),
                      clipping_norms=(1.0,))
-    with ResultStore(store_path) as store:
+    workspace = Workspace.at(store_path)
+    with open_store(store_path) as store:
         def progress(event) -> None:
             if event.kind in ("finished", "failed"):
                 c = event.config
                 print(f"  [{event.done}/{event.total}] {dataset} {c.technique} eps={c.target_epsilon} seed={c.seed} "
                       f"{event.kind}{': ' + event.error if event.error else ''}", file=sys.stderr, flush=True)
 
-        report = run_sweep(spec, store=store, workers=workers, device="cpu", on_progress=progress)
+        report = services.run(services.plan(spec, workspace), workspace, workers=workers, device="cpu",
+                              on_progress=progress)
         print(f"{dataset}: {report.total} runs, {report.cached} cached, {report.trained} trained, "
               f"{report.failed} failed", file=sys.stderr, flush=True)
         return store.records(run_ids=report.run_ids, status="ok")

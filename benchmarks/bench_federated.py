@@ -32,12 +32,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine import services  # noqa: E402
 from engine.config import SweepSpec  # noqa: E402
 from engine.federated.local import ClientData, LocalOptions, ParamLayout, make_trainer  # noqa: E402
 from engine.federated.partitions import make_partition  # noqa: E402
-from engine.sweep import expand, prepared_data  # noqa: E402
-from engine.techniques import RunContext, create_technique  # noqa: E402
+from engine.runner.spec import spec_from_mapping  # noqa: E402
 from engine.techniques import federated as federated_techniques  # noqa: E402
+from engine.techniques.base import RunContext  # noqa: E402
+from engine.techniques.registry import create_technique  # noqa: E402
+from engine.workspace import Workspace  # noqa: E402
 from engine.techniques.training import model_for, seed_everything  # noqa: E402
 
 FLOWER_VENV = ROOT / "benchmarks" / ".venv-flower"
@@ -66,9 +69,14 @@ def ensure_flower_venv() -> tuple[Path | None, str]:
     return python, f"flwr {done.stdout.split()[0]}, ray {done.stdout.split()[1]} (venv made in {time.perf_counter() - started:.0f} s)"
 
 
+def planned(spec: SweepSpec):
+    """(the first run's config, its prepared data)."""
+    plan = services.plan(spec, Workspace.at(None))
+    return plan.configs[0], plan.data
+
+
 def engine_run(spec: SweepSpec, trainer: str = "auto") -> dict:
-    config = expand(spec)[0]
-    data = prepared_data(config)
+    config, data = planned(spec)
     federated_techniques.TRAINER = trainer
     try:
         started = time.perf_counter()
@@ -84,17 +92,17 @@ def engine_run(spec: SweepSpec, trainer: str = "auto") -> dict:
 
 def write_arrays(spec: SweepSpec, path: Path) -> None:
     """The prepared data, the partition and the initial parameters our run uses, for the Flower side."""
-    config = expand(spec)[0]
-    data = prepared_data(config)
-    partition = make_partition(data, kind=config.partition, n_clients=config.n_clients, seed=config.seed)
+    config, data = planned(spec)
+    partition = make_partition(data, kind=config.param("partition"), n_clients=config.param("n_clients"),
+                               seed=config.seed)
     seed_everything(config.seed)  # as FederatedTechnique.run does before building the model
     model = model_for(config, data)
     offsets = np.concatenate([[0], np.cumsum(partition.sizes)])
     np.savez(path, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test,
              client_rows=np.concatenate(partition.train_indices), client_offsets=offsets,
              initial_params=ParamLayout(model).model_vector(model).astype(np.float32), n_classes=data.n_classes,
-             hidden_units=config.hidden_units, n_clients=config.n_clients, rounds=config.rounds,
-             local_epochs=config.local_epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+             hidden_units=config.hidden_units, n_clients=config.param("n_clients"), rounds=config.param("rounds"),
+             local_epochs=config.param("local_epochs"), batch_size=config.batch_size, learning_rate=config.learning_rate,
              seed=config.seed)
 
 
@@ -123,12 +131,12 @@ def summary(runs: list[dict]) -> dict:
 
 def trainer_micro(rounds: int = 3) -> list[dict]:
     """Seconds per round of local training, vectorised vs loop (min of `rounds`), iid and skewed clients."""
-    data = prepared_data(expand(SweepSpec(dataset="adult", techniques=("baseline",)))[0])
+    config, data = planned(SweepSpec(dataset="adult", techniques=("baseline",)))
     rows = []
     for kind, alpha in (("iid", None), ("dirichlet", 0.1)):
         partition = make_partition(data, kind=kind, n_clients=10, alpha=alpha, seed=0)
         torch.manual_seed(0)
-        model = model_for(expand(SweepSpec(dataset="adult", techniques=("baseline",)))[0], data)
+        model = model_for(config, data)
         layout = ParamLayout(model)
         start = layout.model_vector(model)
         clients = ClientData(data.x_train, data.y_train, partition.train_indices)
@@ -154,8 +162,9 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     OUT.mkdir(parents=True, exist_ok=True)
-    spec = SweepSpec(dataset="adult", techniques=("fedavg",), n_clients=10, partition="iid", rounds=args.rounds,
-                     local_epochs=args.local_epochs, batch_size=512, learning_rate=5e-3, seeds=(0,))
+    spec = spec_from_mapping(dict(dataset="adult", techniques=("fedavg",), n_clients=10, partition="iid",
+                                  rounds=args.rounds, local_epochs=args.local_epochs, batch_size=512,
+                                  learning_rate=5e-3, seeds=(0,)))
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
               "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
               "load_average_at_start": os.getloadavg(), "settings": {"dataset": "adult", "clients": 10,
@@ -195,9 +204,9 @@ def main() -> None:
     report["engine"] = report["modes"]["one core"]["engine"]
     baseline = SweepSpec(dataset="adult", techniques=("baseline",), epochs=args.rounds * args.local_epochs,
                          batch_size=512, seeds=(0,))
-    config = expand(baseline)[0]
+    config, baseline_data = planned(baseline)
     began = time.perf_counter()
-    centralised = create_technique("baseline").run(config, prepared_data(config), context=RunContext(device="cpu"))
+    centralised = create_technique("baseline").run(config, baseline_data, context=RunContext(device="cpu"))
     report["baseline"] = {"accuracy": centralised.accuracy, "wall_seconds": time.perf_counter() - began}
     if not args.skip_extras:
         report["variants"] = {}

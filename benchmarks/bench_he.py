@@ -56,16 +56,18 @@ def machine_info() -> dict:
 
 
 def train(dataset: str, model: str):
+    from engine import services
     from engine.config import SweepSpec
     from engine.he import plain_model
-    from engine.sweep import expand, prepared_data
-    from engine.techniques import RunContext
+    from engine.techniques.base import RunContext
+    from engine.workspace import Workspace
     from engine.techniques.baseline import train_baseline
     from engine.techniques.he_inference import square_mlp_for
     from engine.techniques.training import model_for
 
-    (config,) = expand(SweepSpec(dataset=dataset, techniques=("baseline",), model=model, seeds=(0,)))
-    data = prepared_data(config)
+    plan = services.plan(SweepSpec(dataset=dataset, techniques=("baseline",), model=model, seeds=(0,)),
+                         Workspace.at(None))
+    (config,), data = plan.configs, plan.data
     build = square_mlp_for if model == "mlp" else model_for
     trained, _ = train_baseline(config, data, context=RunContext(device="cpu"), build=build)
     return plain_model(trained), data

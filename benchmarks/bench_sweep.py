@@ -108,9 +108,10 @@ def machine_info(device: str) -> dict:
 
 # --- Part A: the engine -----------------------------------------------------------------------------------
 def run_engine(g: dict, *, workers: int, device: str) -> dict:
+    from engine import services
     from engine.config import SweepSpec
-    from engine.store import ResultStore
-    from engine.sweep import run_sweep
+    from engine.runner.records import open_store
+    from engine.workspace import Workspace
 
     spec = SweepSpec(dataset=g["dataset"], techniques=("dp-sgd",), model=g["model"], epsilons=g["epsilons"],
                      clipping_norms=g["clipping_norms"], seeds=g["seeds"], epochs=g["epochs"],
@@ -126,9 +127,11 @@ def run_engine(g: dict, *, workers: int, device: str) -> dict:
                   f"C={c.max_grad_norm:<4g} seed={c.seed}  {detail}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as folder:
-        with ResultStore(Path(folder) / "results.sqlite") as store:
+        workspace = Workspace.at(Path(folder) / "results.sqlite")
+        with open_store(workspace.store_path) as store:
             cpu_start, start = cpu_seconds(), time.perf_counter()
-            report = run_sweep(spec, store=store, workers=workers, device=device, on_progress=progress)
+            report = services.run(services.plan(spec, workspace), workspace, workers=workers, device=device,
+                                  on_progress=progress)
             wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
             frame = store.dataframe(dataset=g["dataset"])
     if report.cached:

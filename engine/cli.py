@@ -1,8 +1,15 @@
-"""The `frontier` command: the same work as the dashboard, headless (a GPU box, CI)."""
+"""The `frontier` command: the same work as the dashboard, headless (a GPU box, CI).
+
+`frontier sweep`'s options are generated from the settings' declarations (shared ones in engine.config,
+each technique's on the technique), so a technique's new setting is a new flag with no edit here. Errors
+name settings by their flags (`--clients`), one line on stderr, exit code 2.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
 import signal
 import sys
 import threading
@@ -13,23 +20,27 @@ import pandas as pd
 import typer
 import yaml
 
-from engine.config import DEVICES, SweepSpec, parse_number_list
+from engine.config import DEVICES
 from engine.errors import ConfigError, EngineError
+from engine.settings import Setting
+from engine.techniques.registry import PLUGINS_ENVIRONMENT_VARIABLE, load_plugins
+from engine.workspace import STORE_ENVIRONMENT_VARIABLE, Workspace
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Measure what privacy costs on your data: sweep, cache, and read privacy-utility frontiers.")
-
-STORE_HELP = "Result store (SQLite). Default: $FRONTIER_STORE or ./.frontier/results.sqlite."
-
-
-def _uploads_dir(store: Optional[Path]) -> Path:
-    """Uploaded datasets live in `datasets/` beside the result store (--store, $FRONTIER_STORE or ./.frontier)."""
-    from engine.store import resolve_store_path
-
-    return resolve_store_path(store).parent / "datasets"
+STORE_HELP = f"Result store (SQLite). Default: ${STORE_ENVIRONMENT_VARIABLE} or ./.frontier/results.sqlite."
+RESULT_COLUMNS = ["run_id", "status", "dataset", "technique", "model", "seed", "target_epsilon", "epsilon",
+                  "accountant", "max_grad_norm", "noise_multiplier", "accuracy", "balanced_accuracy", "roc_auc",
+                  "train_seconds", "device", "error"]
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _flag_names() -> dict[str, str]:
+    from engine.runner.spec import all_settings
+
+    return {name: declared.cli_flag for name, declared in all_settings().items()} | {"workers": "--workers",
+                                                                                      "device": "--device"}
+
+
+def _fail(error: EngineError | str, code: int = 2) -> None:
+    message = error.describe(lambda name: _flag_names().get(name, name)) if isinstance(error, EngineError) else error
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -45,38 +56,9 @@ def _print_frame(frame: pd.DataFrame, output_format: str) -> None:
         _fail(f"Unknown --format {output_format!r}: choose table, json or csv.")
 
 
-@app.command()
-def datasets(output_format: str = typer.Option("table", "--format", help="table, json or csv"),
-             store: Optional[Path] = typer.Option(None, help=STORE_HELP + " Uploads beside it are listed too.")) -> None:
-    """List the datasets (bundled, then uploads beside the store) with their size, label, licence and sensitive columns."""
-    from engine.data import dataset_names, get_dataset_info
-
-    uploads = _uploads_dir(store)
-    cards = [get_dataset_info(name, uploads).summary() for name in dataset_names(uploads)]
-    columns = ["name", "task", "rows", "label", "split", "licence", "sensitive_columns", "bounds"]
-    frame = pd.DataFrame(cards)
-    _print_frame(frame if output_format != "table" else frame[columns], output_format)
-
-
-def _spec_from_options(config: Optional[Path], overrides: dict) -> SweepSpec:
-    values: dict = {}
-    if config is not None:
-        if not config.exists():
-            raise ConfigError(f"Config file {config} does not exist.")
-        try:
-            loaded = yaml.safe_load(config.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{config} must hold a mapping of sweep settings (dataset: adult, ...).")
-        values.update(loaded.get("sweep", loaded))
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    return SweepSpec.from_mapping(values).validate()
-
-
 def _stop_on_sigterm():
-    """SIGTERM (the dashboard's Cancel, `kill`) stops a sweep like Ctrl-C: finished runs are kept and the report
-    says interrupted. Returns the previous handler, or None off the main thread (where signals cannot be set)."""
+    """SIGTERM (`kill`, a CI timeout) stops a sweep like Ctrl-C: finished runs are kept and the report says
+    interrupted. Returns the previous handler, or None off the main thread (where signals cannot be set)."""
     if threading.current_thread() is not threading.main_thread():
         return None
 
@@ -87,104 +69,85 @@ def _stop_on_sigterm():
     return signal.signal(signal.SIGTERM, interrupt)
 
 
-@app.command()
-def sweep(
-    dataset: Optional[str] = typer.Option(None, help="Bundled dataset (see `frontier datasets`). Default: adult."),
-    technique: Optional[str] = typer.Option(None, help="Comma-separated techniques, e.g. baseline,dp-sgd."),
-    epsilon: Optional[str] = typer.Option(None, help="Comma-separated target epsilons. Default: 0.05 ... 8."),
-    clip: Optional[str] = typer.Option(None, help="Comma-separated per-sample clipping norms C. Default: 1."),
-    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds. Default: 0."),
-    model: Optional[str] = typer.Option(None, help="logreg, mlp or cnn. Default: mlp for tables, cnn for images. "
-                                        "he-inference serves logreg, or mlp as its square-activation twin."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs. Default: 10."),
-    batch_size: Optional[int] = typer.Option(None, help="Expected batch size (Poisson sampling). Default: 512."),
-    learning_rate: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate. Default: 0.005."),
-    hidden_units: Optional[int] = typer.Option(None, "--hidden", help="MLP hidden units. Default: 64."),
-    delta: Optional[float] = typer.Option(None, help="Target delta, must be < 1/n_train. Default: 1e-5."),
-    accountant: Optional[str] = typer.Option(None, help="prv (default) or rdp."),
-    subsample: Optional[int] = typer.Option(None, help="Train on a fixed subset of this many training rows."),
-    train_technique: Optional[str] = typer.Option(None, help="he-inference: train the served model with baseline "
-                                                  "(default) or dp-sgd (then --epsilon/--clip apply to it)."),
-    clients: Optional[int] = typer.Option(None, help="Federated: number of clients. Default: 10 (natural: the silos)."),
-    partition: Optional[str] = typer.Option(None, help="Federated: iid (default), dirichlet, natural or quantity."),
-    alpha: Optional[float] = typer.Option(None, help="Federated: Dirichlet concentration for dirichlet/quantity. Default: 0.5."),
-    partition_column: Optional[str] = typer.Option(None, help="Federated natural partition: the silo column. "
-                                                    "Default: the catalogue's silo column (heart: dataset)."),
-    rounds: Optional[int] = typer.Option(None, help="Federated: communication rounds. Default: --epochs."),
-    local_epochs: Optional[int] = typer.Option(None, help="Federated: client epochs per round. Default: 1."),
-    clients_per_round: Optional[int] = typer.Option(None, help="Federated: clients per round (dp-fedavg: expected). "
-                                                    "Default: all."),
-    secure_aggregation: Optional[bool] = typer.Option(None, "--secure-aggregation/--no-secure-aggregation",
-                                                      help="Federated: pairwise-masked sums (Bonawitz et al. 2017)."),
-    dropout: Optional[float] = typer.Option(None, help="Federated: chance a picked client drops out mid-round. Default: 0."),
-    mu: Optional[float] = typer.Option(None, help="fedprox: proximal term. Default: 0.01."),
-    compression: Optional[str] = typer.Option(None, help="Federated uploads: none (default), int8, topk or topk:FRACTION."),
-    only_client: Optional[str] = typer.Option(None, help="single-silo: comma-separated clients to train alone. "
-                                              "Default: each client."),
-    config: Optional[Path] = typer.Option(None, help="YAML sweep spec; flags given here override it."),
-    store: Optional[Path] = typer.Option(None, help=STORE_HELP),
-    workers: int = typer.Option(1, help="Worker processes on CPU (each uses one thread)."),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-) -> None:
+def _setting_option(declared: Setting) -> inspect.Parameter:
+    """A Typer option for one declared setting. Values arrive as text and are parsed by the declaration, so
+    every mistake is the declaration's one-line error (a bool is a --x/--no-x pair)."""
+    default = declared.default
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    help_text = declared.help + (f" Default: {shown}." if shown is not None and "Default:" not in declared.help else "")
+    if declared.kind is bool:
+        flag = declared.cli_flag
+        option = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=help_text, show_default=False)
+        annotation = Optional[bool]
+    else:
+        option = typer.Option(None, declared.cli_flag, help=help_text, show_default=False)
+        annotation = Optional[str]
+    return inspect.Parameter(declared.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"Config file {path} does not exist.")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping of sweep settings (dataset: adult, ...).")
+    values = loaded.get("sweep", loaded)
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: `sweep:` must hold a mapping of sweep settings.")
+    return values
+
+
+def _sweep_command(config: Optional[Path], store: Optional[Path], workers: str, device: str, quiet: bool,
+                   flags: dict) -> None:
     """Train every run of a grid that the store does not already hold, and store each as it finishes."""
     from tqdm import tqdm
 
-    from engine.store import ResultStore
-    from engine.sweep import plan_sweep, run_sweep
+    from engine import services
+    from engine.runner.spec import all_settings
 
+    workspace = Workspace.at(store)
     try:
-        overrides = {
-            "dataset": dataset, "model": model, "epochs": epochs, "batch_size": batch_size,
-            "learning_rate": learning_rate, "hidden_units": hidden_units, "delta": delta,
-            "accountant": accountant, "train_subsample": subsample, "train_technique": train_technique,
-            "n_clients": clients, "partition": partition, "alpha": alpha, "partition_column": partition_column,
-            "rounds": rounds, "local_epochs": local_epochs, "clients_per_round": clients_per_round,
-            "secure_aggregation": secure_aggregation, "dropout": dropout, "mu": mu, "compression": compression,
-            "only_clients": tuple(c.strip() for c in only_client.split(",") if c.strip()) if only_client else None,
-            "techniques": tuple(t.strip() for t in technique.split(",") if t.strip()) if technique else None,
-            "epsilons": parse_number_list(epsilon, float, "--epsilon") if epsilon else None,
-            "clipping_norms": parse_number_list(clip, float, "--clip") if clip else None,
-            "seeds": parse_number_list(seeds, int, "--seeds") if seeds else None,
-        }
-        spec = _spec_from_options(config, overrides)
+        values = _read_yaml(config) if config is not None else {}
+        declared = all_settings()
+        for name, text in flags.items():
+            if text is not None:
+                values[name] = text if isinstance(text, bool) else declared[name].parse_text(text)
+        spec = services.read_spec(values)
+        worker_count = Setting("workers", int, minimum=1, maximum=256).parse_text(workers)
         if device not in DEVICES:
             raise ConfigError(f"Unknown --device {device!r}: choose auto, cpu or cuda.")
-        uploads = _uploads_dir(store)
-        plan = plan_sweep(spec, None, uploads_dir=uploads)  # every check before anything is written
+        plan = services.plan(spec, workspace)  # every check before anything is written
     except EngineError as exc:
-        _fail(str(exc))
-    with ResultStore(store) as results:
-        cached = len(results.completed_ids(plan.run_ids))
-        typer.echo(f"{spec.dataset}: {len(plan.configs)} runs, {cached} cached, {len(plan.configs) - cached} to train "
-                   f"(store: {results.path})")
-        bar = tqdm(total=len(plan.configs), initial=cached, unit="run", disable=quiet, file=sys.stderr,
-                   dynamic_ncols=True)
-        failures: list[str] = []
+        _fail(exc)
+    cached = len(plan.cached_ids)
+    typer.echo(f"{spec.dataset}: {len(plan.configs)} runs, {cached} cached, {len(plan.configs) - cached} to train "
+               f"(store: {workspace.store_path})")
+    bar = tqdm(total=len(plan.configs), initial=cached, unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    failures: list[str] = []
 
-        def on_progress(event) -> None:
-            if event.kind in ("finished", "failed"):
-                bar.update(1)
-                if event.kind == "failed":
-                    failures.append(f"{event.config.technique} eps={event.config.target_epsilon} "
-                                    f"C={event.config.max_grad_norm} seed={event.config.seed}: {event.error}")
-            if event.kind in ("started", "progress", "finished"):
-                c = event.config
-                label = c.technique if c.target_epsilon is None else f"{c.technique} eps={c.target_epsilon:g}"
-                label += f" C={c.max_grad_norm:g}" if c.max_grad_norm is not None else ""  # no C where nothing clips
-                bar.set_postfix_str(f"{label} seed={c.seed}", refresh=False)
+    def on_progress(event) -> None:
+        from engine.present.labels import run_label
 
-        previous = _stop_on_sigterm()
-        try:
-            report = run_sweep(spec, store=results, uploads_dir=uploads, workers=workers, device=device,
-                               on_progress=on_progress)
-        except EngineError as exc:
-            bar.close()
-            _fail(str(exc))
-        finally:
-            if previous is not None and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
-                signal.signal(signal.SIGTERM, previous)  # no SIGTERM came; after one, a second must not kill the report
+        if event.kind in ("finished", "failed"):
+            bar.update(1)
+            if event.kind == "failed":
+                failures.append(f"{run_label(event.config)}: {event.error}")
+        if event.kind in ("started", "progress", "finished"):
+            bar.set_postfix_str(run_label(event.config), refresh=False)
+
+    previous = _stop_on_sigterm()
+    try:
+        report = services.run(plan, workspace, workers=worker_count, device=device, on_progress=on_progress)
+    except EngineError as exc:
         bar.close()
+        _fail(exc)
+    finally:
+        if previous is not None and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, previous)  # no SIGTERM came; after one, a second must not kill the report
+    bar.close()
     typer.echo(f"done: {report.trained} trained, {report.cached} cached, {report.failed} failed"
                f"{' (interrupted: rerun to finish)' if report.interrupted else ''}")
     if len(report.run_ids) <= 5:
@@ -197,12 +160,57 @@ def sweep(
         raise typer.Exit(1)
 
 
-RESULT_COLUMNS = ["run_id", "status", "dataset", "technique", "model", "seed", "target_epsilon", "epsilon",
-                  "accountant", "max_grad_norm", "noise_multiplier", "accuracy", "balanced_accuracy", "roc_auc",
-                  "train_seconds", "device", "error"]
+def _make_sweep():
+    from engine.runner.spec import all_settings
+
+    settings = all_settings()
+
+    def sweep(**options) -> None:
+        config, store = options.pop("config"), options.pop("store")
+        workers, device, quiet = options.pop("workers"), options.pop("device"), options.pop("quiet")
+        _sweep_command(config, store, workers, device, quiet, options)
+
+    fixed = [
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                          default=typer.Option(None, help="YAML sweep spec; flags given here override it.")),
+        inspect.Parameter("store", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                          default=typer.Option(None, help=STORE_HELP)),
+        inspect.Parameter("workers", inspect.Parameter.KEYWORD_ONLY, annotation=str,
+                          default=typer.Option("1", help="Worker processes on CPU (each uses one thread).")),
+        inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, annotation=str,
+                          default=typer.Option("auto", help="auto (CUDA when present), cpu or cuda.")),
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, "--quiet", help="No progress bar.")),
+    ]
+    sweep.__signature__ = inspect.Signature([*(_setting_option(s) for s in settings.values()), *fixed])
+    sweep.__doc__ = _sweep_command.__doc__
+    return sweep
 
 
-@app.command()
+def build_app() -> typer.Typer:
+    """The command, with options for every registered technique's settings (load plugins first)."""
+    app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                      help="Measure what privacy costs on your data: sweep, cache, and read privacy-utility frontiers.")
+    app.command("sweep")(_make_sweep())
+    app.command("datasets")(datasets)
+    app.command("results")(results)
+    app.command("frontier")(frontier_command)
+    app.command("export")(export)
+    return app
+
+
+def datasets(output_format: str = typer.Option("table", "--format", help="table, json or csv"),
+             store: Optional[Path] = typer.Option(None, help=STORE_HELP)) -> None:
+    """List the datasets (bundled, and uploaded beside the store) with size, label, licence, sensitive columns."""
+    from engine.data import dataset_names, get_dataset_info
+
+    uploads = Workspace.at(store).uploads_dir
+    cards = [get_dataset_info(name, uploads).summary() for name in dataset_names(uploads)]
+    columns = ["name", "task", "rows", "label", "split", "licence", "sensitive_columns", "bounds"]
+    frame = pd.DataFrame(cards)
+    _print_frame(frame if output_format != "table" else frame[columns], output_format)
+
+
 def results(
     store: Optional[Path] = typer.Option(None, help=STORE_HELP),
     output_format: str = typer.Option("table", "--format", help="table, json (a list of run records) or csv"),
@@ -211,23 +219,21 @@ def results(
     status: Optional[str] = typer.Option(None, help="ok or failed."),
 ) -> None:
     """Every stored run (json and csv carry every field of the record)."""
-    from engine.store import ResultStore
+    from engine import services
 
     try:
-        with ResultStore(store, create=False) as opened:
-            records = opened.records(dataset=dataset, technique=technique, status=status)
+        records = services.records(Workspace.at(store), dataset=dataset, technique=technique, status=status)
     except EngineError as exc:
-        _fail(str(exc))
+        _fail(exc)
     if output_format == "json":
         typer.echo(json.dumps(records, indent=2))
         return
     frame = pd.DataFrame(records)
     if output_format == "table" and not frame.empty:
-        frame = frame[RESULT_COLUMNS].round(4)
+        frame = frame[[column for column in RESULT_COLUMNS if column in frame]].round(4)
     _print_frame(frame, output_format)
 
 
-@app.command("frontier")
 def frontier_command(
     dataset: Optional[str] = typer.Option(None, help="Only this dataset."),
     metric: str = typer.Option("accuracy", help="accuracy, balanced_accuracy or roc_auc."),
@@ -236,15 +242,18 @@ def frontier_command(
     output_format: str = typer.Option("table", "--format", help="table, json or csv"),
 ) -> None:
     """The Pareto table (metric vs epsilon) per technique, with the non-private baseline for reference."""
-    from engine.frontier import baselines, pareto_front, summarise
-    from engine.store import ResultStore
+    from engine import services
+    from engine.analysis.frontier import baselines, pareto_front, summarise
 
+    workspace = Workspace.at(store)
     try:
-        with ResultStore(store, create=False) as opened:
-            runs = opened.dataframe(dataset=dataset)
+        if not workspace.store_path.exists():
+            raise ConfigError(f"No result store at {workspace.store_path}: run `frontier sweep` first or pass --store.")
+        runs = services.read_runs(workspace)
+        runs = runs if dataset is None else runs[runs["dataset"] == dataset]
         summary = summarise(runs, metric)
     except (EngineError, ValueError) as exc:
-        _fail(str(exc))
+        _fail(exc if isinstance(exc, EngineError) else str(exc))
     front = pareto_front(summary, metric)
     if not show_all:
         front = front[front["on_front"]]
@@ -253,8 +262,7 @@ def frontier_command(
     if output_format != "table":
         _print_frame(front[columns], output_format)
         return
-    reference = baselines(summary)
-    for _, row in reference.iterrows():
+    for _, row in baselines(summary).iterrows():
         typer.echo(f"baseline ({row['dataset']}, {row['model']}, no privacy): {metric} "
                    f"{row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f} over {row['seeds']} seed(s)")
     typer.echo("epsilon = the largest over seeds, as reported by the named accountant at that delta.")
@@ -264,9 +272,6 @@ def frontier_command(
     _print_frame(table.assign(delta=table["delta"].map("{:.0e}".format)), "table")
 
 
-
-
-@app.command()
 def export(
     run_id: str = typer.Argument(..., help="The run to export (see `frontier results`)."),
     out: Path = typer.Option(..., "--out", help="Folder for config.yaml and report.html."),
@@ -274,19 +279,21 @@ def export(
     metric: str = typer.Option("accuracy", help="accuracy, balanced_accuracy or roc_auc."),
 ) -> None:
     """Write OUT/config.yaml (reproduces the run: `frontier sweep --config OUT/config.yaml`) and OUT/report.html."""
-    from engine.report import build_export, write_export
-    from engine.store import ResultStore
+    from engine import services
+    from engine.present.report import write_export
 
     try:
-        with ResultStore(store, create=False) as opened:
-            bundle = build_export(run_id, opened, metric, uploads_dir=_uploads_dir(store))
+        bundle = services.export(Workspace.at(store), run_id, metric)
     except EngineError as exc:
-        _fail(str(exc))
+        _fail(exc)
     config_path, report_path = write_export(bundle, out)
     typer.echo(f"wrote {config_path} and {report_path}")
     if not bundle.reproduces:
         typer.echo("warning: the data or engine changed since this run: the spec would train a new run.", err=True)
 
+
+load_plugins(os.environ.get(PLUGINS_ENVIRONMENT_VARIABLE))
+app = build_app()
 
 if __name__ == "__main__":  # python -m engine.cli
     app()

@@ -63,7 +63,8 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible: use --device auto or cpu.")
+        raise ConfigError("{device} cuda was asked for but no CUDA GPU is visible: choose auto or cpu.",
+                          setting="device")
     if requested not in ("cpu", "cuda"):
         raise ConfigError(f"Unknown device {requested!r}: choose auto, cpu or cuda.")
     return requested

@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from engine.config import SweepSpec
-from engine.store import ResultStore
+from engine.runner.records import open_store as ResultStore
 
 # Fast, real settings: a small real dataset, RDP calibration (sub-second), few epochs.
 QUICK = dict(dataset="breast-cancer", epochs=2, batch_size=64, accountant="rdp", epsilons=(1.0, 4.0),

@@ -6,13 +6,13 @@ at lr 5e-3 lands at 0.849), the private points on seed 0."""
 import pytest
 
 from engine.config import SweepSpec
-from engine.sweep import run_sweep
+from engine_support import make_spec, run_sweep
 
 
 def test_adult_mlp_frontier_meets_the_bar(store):
-    private = run_sweep(SweepSpec(dataset="adult", techniques=("dp-sgd",), epsilons=(0.1, 1.0), seeds=(0,)),
+    private = run_sweep(make_spec(dataset="adult", techniques=("dp-sgd",), epsilons=(0.1, 1.0), seeds=(0,)),
                         store=store, device="cpu")
-    baseline = run_sweep(SweepSpec(dataset="adult", techniques=("baseline",), seeds=(0, 1, 2)), store=store, device="cpu")
+    baseline = run_sweep(make_spec(dataset="adult", techniques=("baseline",), seeds=(0, 1, 2)), store=store, device="cpu")
     assert private.failed == baseline.failed == 0
     baseline_accuracy = [r["accuracy"] for r in store.records(technique="baseline")]
     assert len(baseline_accuracy) == 3 and sum(baseline_accuracy) / 3 >= 0.85

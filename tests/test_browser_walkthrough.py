@@ -29,11 +29,12 @@ def dashboard(tmp_path):
         try:
             yield url, store_path
         finally:
-            from engine import jobs
+            from engine import services
+            from engine.workspace import Workspace
 
-            running = jobs.active_job(store_path)
+            running = services.active_job(Workspace.at(store_path))
             if running is not None:
-                jobs.cancel_job(running.job_id, store_path, grace_seconds=5)
+                services.cancel(running.job_id, Workspace.at(store_path), grace_seconds=5)
 
 
 def _idle(page) -> None:
@@ -126,11 +127,10 @@ def test_walkthrough_choose_data_sweep_see_frontier_decide_and_export(dashboard,
 
     import yaml
 
-    from engine.config import SweepSpec
-    from engine.store import ResultStore
-    from engine.sweep import plan_sweep
+    from engine.runner.records import open_store as ResultStore
+    from engine_support import make_spec, plan_sweep
 
-    exported = SweepSpec.from_mapping(yaml.safe_load(config_yaml))
+    exported = make_spec(**yaml.safe_load(config_yaml))
     assert exported.epsilons == (1.0,) and exported.dataset == "breast-cancer"
     (run_id,) = plan_sweep(exported, None).run_ids
     assert report.startswith("<!doctype html>") and run_id in report and "composed" in report

@@ -20,8 +20,9 @@ from engine.cli import app
 from engine.config import SweepSpec
 from engine.data import load_dataset
 from engine.privacy.composition import compose_runs
-from engine.sweep import expand, plan_sweep, prepared_data, run_sweep
-from engine.techniques import RunContext, create_technique, get_technique_class
+from engine_support import make_spec, expand, plan_sweep, prepared_data, run_sweep
+from engine.techniques.base import RunContext
+from engine.techniques.registry import create_technique, get_technique_class
 from engine.techniques.base import PURE_DP_ACCOUNTANT
 from engine.techniques.estimators import flat, public_bounds, public_data_norm
 from conftest import QUICK
@@ -75,7 +76,7 @@ def test_public_bounds_and_norm_come_from_the_catalogue_and_hold_for_the_rows():
 
 # --- in the sweep -------------------------------------------------------------------------------------------
 def test_classic_techniques_expand_over_epsilon_and_seed_only():
-    spec = SweepSpec(**{**QUICK, "techniques": (*CLASSIC, "dp-sgd"), "epsilons": (0.5, 2.0),
+    spec = make_spec(**{**QUICK, "techniques": (*CLASSIC, "dp-sgd"), "epsilons": (0.5, 2.0),
                         "clipping_norms": (0.5, 1.0, 2.0), "seeds": (0, 1)})
     configs = expand(spec)
     for name in CLASSIC:
@@ -89,13 +90,13 @@ def test_classic_techniques_expand_over_epsilon_and_seed_only():
 
 
 def test_delta_check_applies_only_to_runs_with_a_delta():
-    plan_sweep(SweepSpec(**{**QUICK, "techniques": CLASSIC, "delta": 0.01}), None)  # pure runs: no 1/n check
+    plan_sweep(make_spec(**{**QUICK, "techniques": CLASSIC, "delta": 0.01}), None)  # pure runs: no 1/n check
     with pytest.raises(Exception, match="not below 1/n"):
-        plan_sweep(SweepSpec(**{**QUICK, "techniques": ("dp-logreg", "dp-sgd"), "delta": 0.01}), None)
+        plan_sweep(make_spec(**{**QUICK, "techniques": ("dp-logreg", "dp-sgd"), "delta": 0.01}), None)
 
 
 def test_records_say_pure_dp_mechanism_and_privacy_model(store):
-    spec = SweepSpec(**{**QUICK, "techniques": (*CLASSIC, "dp-sgd"), "epsilons": (1.0,)})
+    spec = make_spec(**{**QUICK, "techniques": (*CLASSIC, "dp-sgd"), "epsilons": (1.0,)})
     report = run_sweep(spec, store=store)
     assert report.failed == 0 and report.trained == len(CLASSIC) + 1
     records = {r["technique"]: r for r in store.records()}
@@ -107,8 +108,8 @@ def test_records_say_pure_dp_mechanism_and_privacy_model(store):
         assert record["mechanism"] and record["estimator"]  # promoted from extra to their own columns
         assert sum(record["extra"]["epsilon_split"].values()) == pytest.approx(1.0)
         assert record["max_grad_norm"] is None and record["noise_multiplier"] is None
-    assert {records[n]["privacy_model"] for n in CLASSIC} == {"global", "local"}
-    assert records["local-dp"]["privacy_model"] == "local" and records["dp-logreg"]["privacy_model"] == "global"
+    assert {records[n]["trust_model"] for n in CLASSIC} == {"central", "local"}
+    assert records["local-dp"]["trust_model"] == "local" and records["dp-logreg"]["trust_model"] == "central"
 
     composed = compose_runs(store.records(), delta=1e-5)  # pure runs compose with DP-SGD (Decide page)
     assert composed.n_private == len(CLASSIC) + 1
@@ -136,7 +137,7 @@ def test_cli_sweeps_and_shows_classic_techniques(isolated_store):
 def _mean_accuracy(name: str, epsilon: float, seeds=(0, 1, 2)) -> float:
     accuracies = []
     for seed in seeds:
-        config = expand(SweepSpec(dataset="adult", techniques=(name,), epsilons=(epsilon,), seeds=(seed,)))[0]
+        config = expand(make_spec(dataset="adult", techniques=(name,), epsilons=(epsilon,), seeds=(seed,)))[0]
         result = create_technique(name).run(config, prepared_data(config), context=RunContext(device="cpu"))
         assert result.epsilon <= epsilon
         accuracies.append(result.accuracy)

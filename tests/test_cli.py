@@ -31,7 +31,7 @@ def test_sweep_results_and_frontier(isolated_store):
     assert len(records) == 3 and {r["technique"] for r in records} == {"baseline", "dp-sgd"}
     assert all(r["epsilon"] <= r["target_epsilon"] for r in records if r["technique"] == "dp-sgd")
     csv = runner.invoke(app, ["results", "--format", "csv"]).output
-    assert csv.splitlines()[0].startswith("run_id,status") and len(csv.splitlines()) == 4
+    assert csv.splitlines()[0].startswith("run_id,point_id,status") and len(csv.splitlines()) == 4
     table = runner.invoke(app, ["results"]).output
     assert "dp-sgd" in table and "rdp" in table
 
@@ -52,7 +52,7 @@ def test_sweep_reads_a_yaml_config_and_flags_override_it(tmp_path, isolated_stor
 
 def test_bad_input_is_one_clear_line_nonzero_exit_and_nothing_written(isolated_store):
     for args, message in (
-        (["--epsilon", "-1"], "epsilon must be a positive"),
+        (["--epsilon", "-1"], "--epsilon must be > 0"),
         (["--dataset", "nope"], "Unknown dataset 'nope'"),
         (["--technique", "dp-magic"], "Unknown technique 'dp-magic'"),
         (["--dataset", "german-credit", "--delta", "0.01"], "not below 1/n"),

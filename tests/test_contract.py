@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from engine.config import SweepSpec
-from engine.sweep import expand, prepared_data
-from engine.techniques import RunContext, RunResult, create_technique, technique_names
+from engine_support import make_spec, expand, prepared_data
+from engine.techniques.base import RunContext, RunResult
+from engine.techniques.registry import create_technique, technique_names
 from conftest import QUICK
 
 
 def _config(name):
-    return expand(SweepSpec(**{**QUICK, "techniques": (name,), "epsilons": (2.0,)}))[0]
+    return expand(make_spec(**{**QUICK, "techniques": (name,), "epsilons": (2.0,)}))[0]
 
 
 @pytest.mark.parametrize("name", technique_names())

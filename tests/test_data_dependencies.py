@@ -13,13 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from engine.config import SweepSpec
 from engine.data import dataset_names, load_dataset
 from engine.data.uploads.register import register_upload
 from engine.data.uploads.validate import UploadSpec
 from engine.errors import ConfigError
-from engine.store import ResultStore
-from engine.sweep import plan_sweep, run_sweep
+from engine.runner.records import open_store as ResultStore
+from engine_support import make_spec, plan_sweep, run_sweep
 
 DATA = Path(__file__).resolve().parents[1] / "engine" / "data"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "loan_applications.csv"
@@ -46,7 +45,7 @@ def test_engine_data_imports_only_itself_and_engine_errors():
 
 
 def test_importing_engine_data_does_not_load_the_store():
-    code = "import sys, engine.data, engine.data.uploads.register; print('engine.store' in sys.modules)"
+    code = "import sys, engine.data, engine.data.uploads.register; print('engine.runner.store' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -65,7 +64,7 @@ def test_an_upload_is_seen_only_through_the_folder_it_was_saved_in(tmp_path, mon
         with pytest.raises(ConfigError, match="Unknown dataset 'loans'"):
             load_dataset("loans", elsewhere)
 
-    spec = SweepSpec(dataset="loans", techniques=("baseline",), seeds=(0,), epochs=1, batch_size=64)
+    spec = make_spec(dataset="loans", techniques=("baseline",), seeds=(0,), epochs=1, batch_size=64)
     with ResultStore(first) as store:
         assert run_sweep(spec, store=store, uploads_dir=first_uploads, device="cpu").trained == 1
     with pytest.raises(ConfigError, match="Unknown dataset 'loans'"):

@@ -11,18 +11,21 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.config import SweepSpec
-from engine.decide import DecisionConstraints, membership_bound, rank_candidates, summarise_decision
+from engine.analysis.decide import DecisionConstraints, membership_bound, rank_candidates, summarise_decision
 from engine.privacy.composition import compose_runs
-from engine.report import build_export, write_export
-from engine.sweep import run_sweep
+from engine import services
+from engine.present.report import write_export
+from engine.present.sentences import decision_sentences
+from engine.workspace import Workspace
+from engine_support import make_spec, run_sweep
 
-SPEC = SweepSpec(dataset="breast-cancer", techniques=("baseline", "dp-sgd"), epsilons=(0.5, 2.0),
+SPEC = make_spec(dataset="breast-cancer", techniques=("baseline", "dp-sgd"), epsilons=(0.5, 2.0),
                  clipping_norms=(0.5, 1.0), seeds=(0, 1), epochs=2, batch_size=64, accountant="rdp")
 
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    from engine.store import ResultStore
+    from engine.runner.records import open_store as ResultStore
 
     path = tmp_path_factory.mktemp("decide") / "results.sqlite"
     store = ResultStore(path)
@@ -82,7 +85,7 @@ def test_summary_speaks_plainly_with_the_right_numbers(swept):
     assert summary.membership_bounds[0.01] == pytest.approx(min(1, math.exp(summary.epsilon) * 0.01 + 1e-5))
     assert summary.seeds == 2 and summary.baseline_mean is not None
     assert summary.given_up_points == pytest.approx((summary.baseline_mean - summary.metric_mean) * 100)
-    text = " ".join(summary.sentences.values())
+    text = " ".join(decision_sentences(summary).values())
     assert f"×{math.exp(summary.epsilon):.3g}" in text and "RDP accountant" in text
     assert "composed" in text and f"{summary.composition.epsilon:.3g}" in text
     assert membership_bound(1.0, 0.0, 0.01) == pytest.approx(math.e / 100)
@@ -90,7 +93,7 @@ def test_summary_speaks_plainly_with_the_right_numbers(swept):
 
 def test_export_round_trip_trains_nothing_and_returns_the_run_id(swept, tmp_path):
     run_id = swept.records(technique="dp-sgd")[0]["run_id"]
-    bundle = build_export(run_id, swept)
+    bundle = services.export(Workspace.at(swept.path), run_id)
     assert bundle.reproduces
     spec = yaml.safe_load(bundle.config_yaml)
     assert spec["techniques"] == ["dp-sgd"] and len(spec["epsilons"]) == 1
@@ -113,11 +116,11 @@ def test_cli_export_writes_both_files(swept, tmp_path):
 
 
 def test_summary_says_what_each_technique_protects():
-    from engine.decide import protects_sentence
+    from engine.present.sentences import protects_sentence
 
-    assert "training data" in protects_sentence({"technique": "dp-sgd", "privacy_model": "global"})
+    assert "training data" in protects_sentence({"technique": "dp-sgd", "trust_model": "central"})
     assert "encrypted inference does that" in protects_sentence({"technique": "dp-sgd"})
-    assert "randomised at the source" in protects_sentence({"technique": "local-dp", "privacy_model": "local"})
+    assert "randomised at the source" in protects_sentence({"technique": "local-dp", "trust_model": "local"})
     assert "client-level" in protects_sentence({"technique": "dp-fedavg", "privacy_unit": "client"})
     hybrid = protects_sentence({"technique": "he-inference", "protects": "the record being scored and the training data"})
     assert "record being scored" in hybrid and "encrypted inference does that" not in hybrid

@@ -20,15 +20,19 @@ from engine.federated.strategies import FedAvg, aggregate, aggregate_sum
 from engine.models import build_model
 from engine.privacy.accounting import epsilon_for
 from engine.privacy.composition import compose_runs, run_privacy_loss
-from engine.sweep import expand, plan_sweep, prepared_data, run_sweep, spec_for_run
-from engine.techniques import RunContext, create_technique
+from engine.data import get_dataset_info
+from engine.runner.plan import spec_for_run
+from engine.runner.spec import spec_from_mapping
+from engine_support import make_spec, expand, plan_sweep, prepared_data, run_sweep
+from engine.techniques.base import RunContext
+from engine.techniques.registry import create_technique
 
 SMALL = dict(dataset="breast-cancer", epochs=2, batch_size=64, accountant="rdp", epsilons=(2.0,), seeds=(0,))
 HOSPITALS = ["Cleveland", "Hungary", "Switzerland", "VA Long Beach"]
 
 
 def _data(name="breast-cancer"):
-    return prepared_data(expand(SweepSpec(dataset=name, techniques=("baseline",)))[0])
+    return prepared_data(expand(make_spec(dataset=name, techniques=("baseline",)))[0])
 
 
 # --- partitions -----------------------------------------------------------------------------------------
@@ -75,28 +79,28 @@ def test_heart_natural_partition_is_its_four_hospitals():
     assert set(summary.columns) >= {"n_train", "share", "label_0", "label_1", "n_test"}
     assert summary["label_1"].max() - summary["label_1"].min() > 0.3  # very different disease rates
     # `--partition natural` alone finds the catalogue's silo column.
-    config = expand(SweepSpec(dataset="heart", techniques=("fedavg",), partition="natural"))[0]
-    assert (config.n_clients, config.partition_column) == (4, "dataset")
+    config = expand(make_spec(dataset="heart", techniques=("fedavg",), partition="natural"))[0]
+    assert (config.param("n_clients"), config.param("partition_column")) == (4, "dataset")
 
 
 @pytest.mark.parametrize("settings_, message", [
     (dict(dataset="heart", partition="natural", n_clients=3), "has 4 silos"),
     (dict(dataset="breast-cancer", partition="natural"), "names no silo column"),
-    (dict(partition="iid", alpha=0.1), "--alpha applies to"),
+    (dict(partition="iid", alpha=0.1), "alpha applies to"),
     (dict(partition="stripes"), "Unknown partition"),
-    (dict(dropout=1.0), "--dropout is a probability"),
+    (dict(dropout=1.0), "dropout must be >= 0 and < 1"),
     (dict(secure_aggregation=True, compression="int8"), "does not combine"),
     (dict(compression="gzip"), "Unknown compression"),
     (dict(n_clients=4, clients_per_round=5), "exceeds"),
 ])
 def test_bad_federated_settings_say_how_to_fix(settings_, message):
     with pytest.raises(ConfigError, match=message):
-        expand(SweepSpec(**{"techniques": ("fedavg",), **settings_}))
+        expand(make_spec(**{"techniques": ("fedavg",), **settings_}))
 
 
 def test_too_many_clients_for_the_data_is_caught_before_training():
     with pytest.raises(ConfigError, match="cannot give"):
-        plan_sweep(SweepSpec(**{**SMALL, "techniques": ("fedavg",), "n_clients": 300}), None)
+        plan_sweep(make_spec(**{**SMALL, "techniques": ("fedavg",), "n_clients": 300}), None)
 
 
 # --- aggregation ------------------------------------------------------------------------------------------
@@ -148,43 +152,45 @@ def test_compression_sizes_and_errors():
 
 
 # --- config, expansion, cache keys ---------------------------------------------------------------------------
-def test_federated_settings_leave_other_runs_and_their_keys_alone():
-    plain = expand(SweepSpec(**{**SMALL, "techniques": ("baseline", "dp-sgd")}))
-    flagged = expand(SweepSpec(**{**SMALL, "techniques": ("baseline", "dp-sgd"), "n_clients": 5, "partition": "dirichlet",
-                                  "alpha": 0.1, "rounds": 7, "secure_aggregation": True, "dropout": 0.2}))
-    assert plain == flagged and all(c.n_clients is None and c.rounds is None for c in flagged)
+def test_federated_settings_are_refused_where_no_technique_uses_them_and_leave_other_keys_alone():
+    with pytest.raises(ConfigError, match="n_clients does not apply to baseline, dp-sgd"):
+        make_spec(**{**SMALL, "techniques": ("baseline", "dp-sgd"), "n_clients": 5})
+    plain = expand(make_spec(**{**SMALL, "techniques": ("baseline", "dp-sgd")}))
+    mixed = expand(make_spec(**{**SMALL, "techniques": ("baseline", "dp-sgd", "fedavg"), "n_clients": 5,
+                                "partition": "dirichlet", "alpha": 0.1, "rounds": 7, "dropout": 0.2}))
+    assert plain == [c for c in mixed if c.technique != "fedavg"] and all(not c.params for c in plain)
     assert plain[0].cache_key("f", "v") == RunConfig.from_dict(
         {k: v for k, v in plain[0].to_dict().items() if v is not None}).cache_key("f", "v")
 
 
 def test_federated_defaults_and_epochs_are_rounds_times_local_epochs():
-    fedavg, fedprox, dp = expand(SweepSpec(**{**SMALL, "techniques": ("fedavg", "fedprox", "dp-fedavg")}))
-    assert (fedavg.n_clients, fedavg.partition, fedavg.rounds, fedavg.local_epochs) == (10, "iid", 2, 1)
-    assert fedavg.mu is None and fedprox.mu == 0.01 and dp.max_grad_norm == 1.0 and dp.target_epsilon == 2.0
-    config = expand(SweepSpec(**{**SMALL, "techniques": ("fedavg",), "rounds": 5, "local_epochs": 3}))[0]
-    assert config.epochs == 15 and config.clients_per_round == 10 and config.secure_aggregation is False
+    fedavg, fedprox, dp = expand(make_spec(**{**SMALL, "techniques": ("fedavg", "fedprox", "dp-fedavg")}))
+    assert (fedavg.param("n_clients"), fedavg.param("partition"), fedavg.param("rounds"), fedavg.param("local_epochs")) == (10, "iid", 2, 1)
+    assert fedavg.param("mu") is None and fedprox.param("mu") == 0.01 and dp.max_grad_norm == 1.0 and dp.target_epsilon == 2.0
+    config = expand(make_spec(**{**SMALL, "techniques": ("fedavg",), "rounds": 5, "local_epochs": 3}))[0]
+    assert config.epochs == 15 and config.param("clients_per_round") == 10 and config.param("secure_aggregation") is False
     assert fedavg.cache_key("f", "v") != config.cache_key("f", "v")
 
 
 @pytest.mark.parametrize("spec", [
-    SweepSpec(dataset="breast-cancer", techniques=("fedavg",), n_clients=5, partition="dirichlet", alpha=0.3, rounds=3),
-    SweepSpec(dataset="breast-cancer", techniques=("fedprox",), mu=0.1, clients_per_round=4, local_epochs=2),
-    SweepSpec(dataset="breast-cancer", techniques=("fed-dp-sgd",), epsilons=(2.0,), compression="topk:0.2"),
-    SweepSpec(dataset="breast-cancer", techniques=("dp-fedavg",), epsilons=(4.0,), secure_aggregation=True, dropout=0.1),
-    SweepSpec(dataset="heart", techniques=("single-silo",), partition="natural", only_clients=("Hungary",)),
+    make_spec(dataset="breast-cancer", techniques=("fedavg",), n_clients=5, partition="dirichlet", alpha=0.3, rounds=3),
+    make_spec(dataset="breast-cancer", techniques=("fedprox",), mu=0.1, clients_per_round=4, local_epochs=2),
+    make_spec(dataset="breast-cancer", techniques=("fed-dp-sgd",), epsilons=(2.0,), compression="topk:0.2"),
+    make_spec(dataset="breast-cancer", techniques=("dp-fedavg",), epsilons=(4.0,), secure_aggregation=True, dropout=0.1),
+    make_spec(dataset="heart", techniques=("single-silo",), partition="natural", only_clients=("Hungary",)),
 ])
 def test_spec_for_run_round_trips_federated_runs(spec):
     config = expand(spec)[0]
-    again = spec_for_run(config)
+    again = spec_for_run(config, get_dataset_info(config.dataset))
     assert expand(again) == [config]
-    assert SweepSpec.from_mapping(again.to_mapping()) == again
+    assert spec_from_mapping(again.to_mapping()) == again
 
 
 def test_single_silo_expands_to_each_hospital():
-    configs = expand(SweepSpec(dataset="heart", techniques=("single-silo",), partition="natural"))
-    assert [c.client for c in configs] == HOSPITALS and all(c.rounds is None for c in configs)
+    configs = expand(make_spec(dataset="heart", techniques=("single-silo",), partition="natural"))
+    assert [c.param("client") for c in configs] == HOSPITALS and all(c.param("rounds") is None for c in configs)
     with pytest.raises(ConfigError, match="No client"):
-        expand(SweepSpec(dataset="heart", techniques=("single-silo",), partition="natural", only_clients=("Mars",)))
+        expand(make_spec(dataset="heart", techniques=("single-silo",), partition="natural", only_clients=("Mars",)))
 
 
 # --- runs and records ---------------------------------------------------------------------------------------
@@ -192,10 +198,10 @@ def test_single_silo_expands_to_each_hospital():
 def heart_records(tmp_path_factory):
     """The heart must-show at small scale: four hospitals, fed-dp-sgd at epsilon 1, 4, 8, one hospital alone,
     all data pooled, plus fedavg and client-level dp-fedavg."""
-    from engine.store import ResultStore
+    from engine.runner.records import open_store as ResultStore
 
     store = ResultStore(tmp_path_factory.mktemp("fed") / "results.sqlite")
-    spec = SweepSpec(dataset="heart", techniques=("baseline", "single-silo", "fedavg", "fed-dp-sgd", "dp-fedavg"),
+    spec = make_spec(dataset="heart", techniques=("baseline", "single-silo", "fedavg", "fed-dp-sgd", "dp-fedavg"),
                      partition="natural", epsilons=(1.0, 4.0, 8.0), epochs=4, rounds=4, batch_size=64,
                      accountant="rdp", only_clients=("Cleveland",))
     report = run_sweep(spec, store=store, device="cpu")
@@ -247,7 +253,7 @@ def test_federated_runs_compose_into_the_sweep_epsilon(heart_records):
 
 
 def test_plain_fedavg_bytes_are_the_float32_model_both_ways():
-    config = expand(SweepSpec(**{**SMALL, "techniques": ("fedavg",), "n_clients": 5, "rounds": 3,
+    config = expand(make_spec(**{**SMALL, "techniques": ("fedavg",), "n_clients": 5, "rounds": 3,
                                  "clients_per_round": 2}))[0]
     result = create_technique("fedavg").run(config, prepared_data(config), context=RunContext(device="cpu"))
     dim = result.extra["n_parameters"]
@@ -256,14 +262,14 @@ def test_plain_fedavg_bytes_are_the_float32_model_both_ways():
     assert result.extra["comm_bytes"] == result.extra["bytes_up_total"] + result.extra["bytes_down_total"]
     assert result.extra["selected_per_round"] == [2, 2, 2]
     compressed = create_technique("fedavg").run(
-        expand(SweepSpec(**{**SMALL, "techniques": ("fedavg",), "n_clients": 5, "rounds": 3, "clients_per_round": 2,
+        expand(make_spec(**{**SMALL, "techniques": ("fedavg",), "n_clients": 5, "rounds": 3, "clients_per_round": 2,
                             "compression": "int8"}))[0], prepared_data(config), context=RunContext(device="cpu"))
     assert compressed.extra["bytes_up_total"] == 3 * 2 * (dim + 4 + 8)
     assert compressed.extra["bytes_down_total"] == result.extra["bytes_down_total"]
 
 
 def test_fed_dp_sgd_counts_only_the_rounds_a_client_was_picked():
-    config = expand(SweepSpec(**{**SMALL, "techniques": ("fed-dp-sgd",), "n_clients": 6, "rounds": 4,
+    config = expand(make_spec(**{**SMALL, "techniques": ("fed-dp-sgd",), "n_clients": 6, "rounds": 4,
                                  "clients_per_round": 2}))[0]
     result = create_technique("fed-dp-sgd").run(config, prepared_data(config), context=RunContext(device="cpu"))
     participation = result.extra["participation"]
@@ -278,7 +284,7 @@ def test_label_skew_lowers_accuracy_and_fedprox_runs_on_the_same_partition():
     for name, technique, settings_ in (("iid", "fedavg", {"partition": "iid"}),
                                        ("dirichlet", "fedavg", {"partition": "dirichlet", "alpha": 0.1}),
                                        ("fedprox", "fedprox", {"partition": "dirichlet", "alpha": 0.1, "mu": 0.1})):
-        config = expand(SweepSpec(**common, **settings_, techniques=(technique,)))[0]
+        config = expand(make_spec(**common, **settings_, techniques=(technique,)))[0]
         results[name] = create_technique(technique).run(config, prepared_data(config), context=RunContext(device="cpu"))
     assert results["iid"].accuracy - results["dirichlet"].accuracy > 0.02
     assert results["dirichlet"].extra["label_skew"] > 5 * results["iid"].extra["label_skew"]

@@ -4,15 +4,16 @@ Small-scale versions of the same properties run in the default suite (tests/test
 import pytest
 
 from engine.config import SweepSpec
-from engine.sweep import expand, prepared_data, run_sweep
-from engine.techniques import RunContext, create_technique
+from engine_support import make_spec, expand, prepared_data, run_sweep
+from engine.techniques.base import RunContext
+from engine.techniques.registry import create_technique
 
 pytestmark = pytest.mark.slow
 ADULT = dict(dataset="adult", n_clients=10, rounds=10, local_epochs=2, batch_size=512, seeds=(0,))
 
 
 def _run(technique, **settings):
-    config = expand(SweepSpec(techniques=(technique,), **settings))[0]
+    config = expand(make_spec(techniques=(technique,), **settings))[0]
     return create_technique(technique).run(config, prepared_data(config), context=RunContext(device="cpu"))
 
 
@@ -32,9 +33,9 @@ def test_adult_dirichlet_alpha_01_lowers_accuracy_and_fedprox_runs_on_the_same_p
 
 
 def test_heart_four_hospitals_fed_dp_sgd_against_one_hospital_and_pooled(tmp_path):
-    from engine.store import ResultStore
+    from engine.runner.records import open_store as ResultStore
 
-    spec = SweepSpec(dataset="heart", techniques=("baseline", "single-silo", "fedavg", "fed-dp-sgd"),
+    spec = make_spec(dataset="heart", techniques=("baseline", "single-silo", "fedavg", "fed-dp-sgd"),
                      partition="natural", epsilons=(1.0, 4.0, 8.0), epochs=20, rounds=20, batch_size=32, seeds=(0,))
     with ResultStore(tmp_path / "results.sqlite") as store:
         report = run_sweep(spec, store=store, device="cpu")

@@ -1,14 +1,18 @@
 import numpy as np
 import pandas as pd
 
-from engine.frontier import local_global_view, pareto_front, pareto_mask, summarise
+from engine.analysis.frontier import local_global_view, pareto_front, pareto_mask, summarise
 
 
 def _runs(rows):
     columns = ["run_id", "status", "dataset", "technique", "model", "target_epsilon", "epsilon", "max_grad_norm",
                "delta", "accountant", "epochs", "batch_size", "learning_rate", "seed", "accuracy", "train_seconds",
-               "privacy_model"]
-    return pd.DataFrame(rows, columns=columns)
+               "trust_model"]
+    frame = pd.DataFrame(rows, columns=columns)
+    # One point per configuration: every setting but the seed.
+    frame["point_id"] = frame[[c for c in columns if c not in ("run_id", "seed", "epsilon", "accuracy", "status",
+                                                               "train_seconds")]].apply(lambda row: "|".join(map(str, row)), axis=1)
+    return frame
 
 
 def test_pareto_mask_keeps_only_undominated_points():
@@ -19,8 +23,8 @@ def test_pareto_mask_keeps_only_undominated_points():
 
 def test_summary_pools_seeds_and_reports_the_worst_epsilon():
     rows = [(f"r{seed}", "ok", "d", "dp-sgd", "mlp", 1.0, 0.99 - seed / 100, 1.0, 1e-5, "prv", 10, 512, 5e-3, seed,
-             0.80 + seed / 100, 1.0, "global") for seed in range(3)]
-    rows.append(("f", "failed", "d", "dp-sgd", "mlp", 1.0, None, 1.0, 1e-5, "prv", 10, 512, 5e-3, 3, None, None, "global"))
+             0.80 + seed / 100, 1.0, "central") for seed in range(3)]
+    rows.append(("f", "failed", "d", "dp-sgd", "mlp", 1.0, None, 1.0, 1e-5, "prv", 10, 512, 5e-3, 3, None, None, "central"))
     summary = summarise(_runs(rows))
     assert len(summary) == 1
     point = summary.iloc[0]
@@ -31,13 +35,13 @@ def test_summary_pools_seeds_and_reports_the_worst_epsilon():
 
 def test_local_global_view_only_at_shared_epsilons():
     rows = []
-    for technique, model, privacy, epsilons, accuracy in (("dp-logreg", "logreg", "global", (0.1, 1.0, 10.0), 0.8),
+    for technique, model, privacy, epsilons, accuracy in (("dp-logreg", "logreg", "central", (0.1, 1.0, 10.0), 0.8),
                                                           ("local-dp", "logreg", "local", (1.0, 10.0), 0.7)):
         for epsilon in epsilons:
             rows.append((f"{technique}{epsilon}", "ok", "d", technique, model, epsilon, epsilon, None, 0.0, None, 1, 1,
                          1.0, 0, accuracy, 1.0, privacy))
     table = local_global_view(_runs(rows), "d", "accuracy")
     assert sorted(table["target_epsilon"].unique()) == [1.0, 10.0]
-    gap = table.pivot_table(index="target_epsilon", columns="privacy_model", values="metric_mean")
-    assert (gap["global"] - gap["local"]).round(6).tolist() == [0.1, 0.1]
+    gap = table.pivot_table(index="target_epsilon", columns="trust_model", values="metric_mean")
+    assert (gap["central"] - gap["local"]).round(6).tolist() == [0.1, 0.1]
     assert local_global_view(_runs(rows[:3]), "d", "accuracy").empty

@@ -9,9 +9,12 @@ from engine.cli import app
 from engine.config import RunConfig, SweepSpec
 from engine.errors import ConfigError
 from engine.he import plain_model, score_encrypted
-from engine.store import COLUMN_NAMES
-from engine.sweep import expand, make_record, plan_sweep, prepared_data, run_sweep, spec_for_run
-from engine.techniques import RunContext, create_technique, get_technique_class
+from engine.data import get_dataset_info
+from engine.runner.plan import spec_for_run
+from engine.runner.records import make_record, record_columns
+from engine_support import make_spec, expand, plan_sweep, prepared_data, run_sweep
+from engine.techniques.base import RunContext
+from engine.techniques.registry import create_technique, get_technique_class
 from engine.techniques.baseline import train_baseline
 
 REQUIRED = ("he_agreement", "he_accuracy", "he_max_abs_error", "he_ms_per_record_batched",
@@ -22,7 +25,7 @@ REQUIRED = ("he_agreement", "he_accuracy", "he_max_abs_error", "he_ms_per_record
 def he_config(dataset, model, **spec):
     settings = dict(dataset=dataset, techniques=("he-inference",), model=model, epochs=2, batch_size=64,
                     accountant="rdp", epsilons=(1.0,), clipping_norms=(1.0,), seeds=(0,))
-    return expand(SweepSpec(**{**settings, **spec}))
+    return expand(make_spec(**{**settings, **spec}))
 
 
 def run(config):
@@ -82,27 +85,27 @@ def test_square_mlp_breast_cancer_agrees_at_least_99_percent():
 
 # --- the hybrid: trained with DP-SGD, served encrypted ------------------------------------------------------
 def test_hybrid_record_carries_training_epsilon_and_inference_cost(store):
-    spec = SweepSpec(dataset="breast-cancer", techniques=("he-inference",), model="logreg", train_technique="dp-sgd",
+    spec = make_spec(dataset="breast-cancer", techniques=("he-inference",), model="logreg", train_technique="dp-sgd",
                      epsilons=(1.0,), clipping_norms=(1.0,), seeds=(0,), epochs=2, batch_size=64, accountant="rdp")
     report = run_sweep(spec, store=store)
     assert report.trained == 1 and report.failed == 0
     (record,) = store.records()
-    assert record["train_technique"] == "dp-sgd" and record["privacy_model"] == "global"
+    assert record["train_technique"] == "dp-sgd" and record["trust_model"] == "central"
     assert record["privacy_unit"] == "record" and "training data" in record["protects"]
     assert record["epsilon"] <= record["target_epsilon"] == 1.0 and record["noise_multiplier"] > 0
     assert record["accountant"] == "rdp" and record["delta"] == 1e-5
     for column in REQUIRED:  # promoted to their own columns
-        assert column in COLUMN_NAMES and record[column] is not None, column
+        assert column in {c.name for c in record_columns()} and record[column] is not None, column
     assert record["he_agreement"] == 1.0
 
 
 def test_baseline_trained_record_says_what_it_protects(store):
     (config,) = he_config("breast-cancer", "logreg", epochs=1)
     data = prepared_data(config)
-    record = make_record("id", config, data, run(config), "cpu")
+    record = make_record("id", config, data, run(config), "cpu", set(store.column_names()))
     store.write(record)
     stored = store.get("id")
-    assert stored["privacy_model"] == "none" and stored["epsilon"] is None and stored["train_technique"] == "baseline"
+    assert stored["trust_model"] == "none" and stored["epsilon"] is None and stored["train_technique"] == "baseline"
     assert "record being scored" in stored["protects"] and "not the training data" in stored["protects"]
     assert stored["he_context_bytes"] > 0 and stored["he_bytes_per_record"] > 0
 
@@ -110,34 +113,36 @@ def test_baseline_trained_record_says_what_it_protects(store):
 # --- sweeps ---------------------------------------------------------------------------------------------------
 def test_expansion_follows_the_train_technique():
     spec = dict(dataset="breast-cancer", model="logreg", epsilons=(1.0, 2.0), clipping_norms=(0.5, 1.0), seeds=(0,))
-    plain = expand(SweepSpec(techniques=("he-inference", "baseline"), **spec))
-    assert [(c.technique, c.target_epsilon, c.train_technique) for c in plain] == [
+    plain = expand(make_spec(techniques=("he-inference", "baseline"), **spec))
+    assert [(c.technique, c.target_epsilon, c.param("train_technique")) for c in plain] == [
         ("he-inference", None, "baseline"), ("baseline", None, None)]
-    hybrid = expand(SweepSpec(techniques=("he-inference", "dp-sgd"), train_technique="dp-sgd", **spec))
+    hybrid = expand(make_spec(techniques=("he-inference", "dp-sgd"), train_technique="dp-sgd", **spec))
     he_runs = [c for c in hybrid if c.technique == "he-inference"]
-    assert len(he_runs) == 4 and {c.train_technique for c in he_runs} == {"dp-sgd"}
+    assert len(he_runs) == 4 and {c.param("train_technique") for c in he_runs} == {"dp-sgd"}
     assert all(c.delta == 1e-5 and c.accountant == "prv" for c in he_runs)
-    assert all(c.train_technique is None for c in hybrid if c.technique == "dp-sgd")  # other keys unchanged
-    assert get_technique_class("he-inference").privacy_model_for(he_runs[0]) == "global"
-    assert spec_for_run(he_runs[0]).train_technique == "dp-sgd" and expand(spec_for_run(he_runs[0])) == [he_runs[0]]
+    assert all(c.param("train_technique") is None for c in hybrid if c.technique == "dp-sgd")  # other keys unchanged
+    assert get_technique_class("he-inference").trust_model_for(he_runs[0]) == "central"
+    info = get_dataset_info("breast-cancer")
+    assert spec_for_run(he_runs[0], info).option("train_technique") == "dp-sgd"
+    assert expand(spec_for_run(he_runs[0], info)) == [he_runs[0]]
 
 
 def test_cache_keys_of_other_techniques_are_unchanged_by_the_new_field():
     config = RunConfig(dataset="adult", technique="baseline", model="mlp", seed=0, epochs=10, batch_size=512,
                        learning_rate=5e-3, hidden_units=64)
     assert "train_technique" not in json.dumps({k: v for k, v in config.to_dict().items() if v is not None})
-    assert config.cache_key("f", "v") == RunConfig(**{**config.to_dict(), "train_technique": None}).cache_key("f", "v")
+    assert config.cache_key("f", "v") == RunConfig.from_dict({**config.to_dict(), "train_technique": None}).cache_key("f", "v")
 
 
 def test_models_and_train_techniques_it_cannot_serve_are_refused():
-    with pytest.raises(ConfigError, match="train technique"):
-        SweepSpec(techniques=("he-inference",), train_technique="fedavg").validate()
+    with pytest.raises(ConfigError, match="Unknown train_technique 'fedavg'"):
+        make_spec(techniques=("he-inference",), train_technique="fedavg")
     (config,) = he_config("breast-cancer", "logreg")
-    cnn = RunConfig(**{**config.to_dict(), "model": "cnn"})
-    with pytest.raises(ConfigError, match="logreg or --model mlp"):
+    cnn = RunConfig.from_dict({**config.to_dict(), "model": "cnn"})
+    with pytest.raises(ConfigError, match="choose logreg or mlp"):
         create_technique("he-inference").check(cnn, prepared_data(config))
-    with pytest.raises(ConfigError, match="logreg or --model mlp"):
-        plan_sweep(SweepSpec(dataset="mnist", techniques=("he-inference",), seeds=(0,)), None)
+    with pytest.raises(ConfigError, match="choose logreg or mlp"):
+        plan_sweep(make_spec(dataset="mnist", techniques=("he-inference",), seeds=(0,)), None)
 
 
 # --- command line ---------------------------------------------------------------------------------------------
@@ -151,13 +156,13 @@ def test_cli_sweep_with_train_technique(isolated_store):
     assert len(records) == 1 and records[0]["train_technique"] == "dp-sgd" and records[0]["epsilon"] <= 2.0
     assert records[0]["he_agreement"] == 1.0 and records[0]["he_security_bits"] == 128
     bad = runner.invoke(app, [*args, "--train-technique", "local-dp"])
-    assert bad.exit_code == 2 and "train technique" in bad.output
+    assert bad.exit_code == 2 and "Unknown --train-technique" in bad.output
 
 
 def test_dashboard_view_has_one_row_per_configuration(store):
-    from engine.he.view import HE_MEASURES, he_view
+    from engine.analysis.encrypted_inference import HE_MEASURES, he_view
 
-    spec = SweepSpec(dataset="breast-cancer", techniques=("he-inference", "baseline"), model="logreg", seeds=(0, 1),
+    spec = make_spec(dataset="breast-cancer", techniques=("he-inference", "baseline"), model="logreg", seeds=(0, 1),
                      epochs=1, batch_size=64)
     run_sweep(spec, store=store)
     view = he_view(store.dataframe(), "breast-cancer")

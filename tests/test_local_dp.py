@@ -16,9 +16,10 @@ from engine.data.attributes import attribute_layout, category_codes, max_row_nor
 from engine.errors import UnsupportedError
 from engine.privacy.local_randomisers import (bounded_laplace, bounded_laplace_scale, k_randomised_response,
                                               keep_probability)
-from engine.sweep import expand, prepared_data
-from engine.techniques import RunContext, create_technique
-from engine.techniques import local_dp
+from engine_support import make_spec, expand, prepared_data
+from engine.techniques.base import RunContext
+from engine.techniques.registry import create_technique
+from engine.techniques import local_dp  # noqa: F401
 from conftest import QUICK
 
 SIGNIFICANCE = 1e-3  # seeded draws, so each verdict is fixed; a wrong distribution fails by a wide margin
@@ -147,7 +148,7 @@ def test_heart_splits_over_missing_flags_too():
 
 # --- only the training set is randomised ------------------------------------------------------------------
 def _config(epsilon=2.0, seed=0, dataset="breast-cancer"):
-    return expand(SweepSpec(**{**QUICK, "dataset": dataset, "techniques": ("local-dp",), "epsilons": (epsilon,),
+    return expand(make_spec(**{**QUICK, "dataset": dataset, "techniques": ("local-dp",), "epsilons": (epsilon,),
                                "seeds": (seed,)}))[0]
 
 
@@ -177,7 +178,7 @@ def test_only_the_training_set_is_randomised(monkeypatch):
     split = result.extra["epsilon_split"]
     assert sum(split.values()) == pytest.approx(config.target_epsilon) and result.epsilon <= config.target_epsilon
     assert result.extra["mechanism"].startswith("local")
-    assert create_technique("local-dp").privacy_model == "local"
+    assert create_technique("local-dp").trust_model == "local"
 
 
 def test_randomised_records_stay_in_the_encoded_domain():

@@ -3,7 +3,7 @@ from opacus.validators import ModuleValidator
 
 from engine.config import SweepSpec
 from engine.models import build_model
-from engine.sweep import run_sweep
+from engine_support import make_spec, run_sweep
 
 
 def test_models_are_opacus_compatible_and_shaped():
@@ -16,7 +16,7 @@ def test_models_are_opacus_compatible_and_shaped():
 
 
 def test_cnn_learns_mnist_under_dp_sgd(store):
-    spec = SweepSpec(dataset="mnist", techniques=("baseline", "dp-sgd"), epsilons=(8.0,), clipping_norms=(1.0,),
+    spec = make_spec(dataset="mnist", techniques=("baseline", "dp-sgd"), epsilons=(8.0,), clipping_norms=(1.0,),
                      seeds=(0,), epochs=2, batch_size=64, learning_rate=2e-3, train_subsample=2000, delta=1e-4,
                      accountant="rdp")
     report = run_sweep(spec, store=store, device="cpu")

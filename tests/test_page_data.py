@@ -10,8 +10,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.config import SweepSpec
-from engine.store import ResultStore
-from engine.sweep import run_sweep
+from engine.runner.records import open_store as ResultStore
+from engine_support import make_spec, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -136,7 +136,7 @@ def test_uploaded_dataset_sweeps_and_its_frontier_is_drawn(isolated_store):
     tag = _upload(at, FIXTURE.read_bytes(), "loan_applications.csv")
     at.button(key=f"data_save_{tag}").click().run()
     name = at.session_state["selected_dataset"]
-    spec = SweepSpec(dataset=name, techniques=("baseline", "dp-sgd"), epsilons=(1.0, 8.0), seeds=(0,), epochs=3,
+    spec = make_spec(dataset=name, techniques=("baseline", "dp-sgd"), epsilons=(1.0, 8.0), seeds=(0,), epochs=3,
                      batch_size=64, accountant="rdp")
     with ResultStore(isolated_store) as store:
         report = run_sweep(spec, store=store, uploads_dir=isolated_store.parent / "datasets", device="cpu")

@@ -11,11 +11,11 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from engine.config import SweepSpec
-from engine.store import ResultStore
-from engine.sweep import plan_sweep, run_sweep
+from engine.runner.records import open_store as ResultStore
+from engine_support import make_spec, plan_sweep, run_sweep
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-SPEC = SweepSpec(dataset="breast-cancer", techniques=("baseline", "dp-sgd"), epsilons=(1.0, 4.0),
+SPEC = make_spec(dataset="breast-cancer", techniques=("baseline", "dp-sgd"), epsilons=(1.0, 4.0),
                  clipping_norms=(0.5, 1.0), seeds=(0,), epochs=2, batch_size=64, accountant="rdp")
 
 
@@ -80,7 +80,7 @@ def test_decide_page_ranks_explains_and_exports(monkeypatch, store_path):
 
     files = {filename: data for data, filename in captured}
     exported = yaml.safe_load(files["config.yaml"])
-    assert plan_sweep(SweepSpec.from_mapping(exported), None).run_ids == (candidates["run_id"].iloc[0],)
+    assert plan_sweep(make_spec(**exported), None).run_ids == (candidates["run_id"].iloc[0],)
     report = files["report.html"]
     report = report.decode() if isinstance(report, bytes) else report
     assert report.startswith("<!doctype html>") and candidates["run_id"].iloc[0] in report

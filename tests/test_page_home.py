@@ -6,10 +6,10 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from engine import jobs
-from engine.config import SweepSpec
-from engine.store import ResultStore
-from engine.sweep import run_sweep
+from engine import services
+from engine.present.demo import DEMO_SPEC
+from engine.runner.records import open_store as ResultStore
+from engine_support import make_spec, run_sweep
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -36,16 +36,16 @@ def test_first_visit_offers_the_demo_and_the_four_steps(monkeypatch, tmp_path):
 
 def test_demo_button_starts_the_demo_job_and_opens_the_sweep_page(monkeypatch, tmp_path):
     started = []
-    monkeypatch.setattr(jobs, "start_sweep_job", lambda spec, **_: started.append(spec) or "job-1")
+    monkeypatch.setattr(services, "launch", lambda plan, workspace, **_: started.append(plan.spec) or "job-1")
     at = _run_app(monkeypatch, tmp_path / "results.sqlite")
     at.button(key="home_demo").click().run()
-    assert started == [jobs.DEMO_SPEC]
+    assert started == [DEMO_SPEC]
     assert not at.exception
 
 
 def test_with_runs_summarises_the_store(monkeypatch, tmp_path):
     path = tmp_path / "results.sqlite"
-    spec = SweepSpec(dataset="breast-cancer", techniques=("baseline",), seeds=(0, 1), epochs=1)
+    spec = make_spec(dataset="breast-cancer", techniques=("baseline",), seeds=(0, 1), epochs=1)
     with ResultStore(path) as store:
         run_sweep(spec, store=store, device="cpu")
     at = _run_app(monkeypatch, path)

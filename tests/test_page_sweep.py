@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import jobs
-from engine.config import SweepSpec
-from engine.store import ResultStore
-from engine.sweep import run_sweep
+from engine import services
+from engine.jobs.progress import JobStatus, RunState
+from engine.present.demo import DEMO_SPEC
+from engine.runner.records import open_store as ResultStore
+from engine_support import make_spec, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -35,25 +36,24 @@ def launched(monkeypatch) -> list:
     """Replaces the engine's launcher: records (spec, workers, device) instead of starting a process."""
     calls = []
 
-    def fake_start(spec, *, store_path=None, uploads_dir=None, workers=1, device="auto"):
-        calls.append((spec, workers, device))
+    def fake_launch(plan, workspace, *, workers=1, device="auto"):
+        calls.append((plan.spec, workers, device))
         return "fake-job"
 
-    monkeypatch.setattr(jobs, "start_sweep_job", fake_start)
+    monkeypatch.setattr(services, "launch", fake_launch)
     return calls
 
 
 def _fill(at: AppTest, **values) -> AppTest:
     for key, value in values.items():
-        widget = at.text_input(key=key) if key in ("sweep_epsilons", "sweep_clipping_norms", "sweep_seeds",
-                                                   "sweep_delta") else None
-        if widget is None:
-            for kind in ("selectbox", "multiselect", "number_input"):
-                try:
-                    widget = getattr(at, kind)(key=key)
-                    break
-                except KeyError:
-                    continue
+        for kind in ("text_input", "selectbox", "multiselect", "number_input"):
+            try:
+                widget = getattr(at, kind)(key=key)
+                break
+            except KeyError:
+                continue
+        else:
+            raise KeyError(f"no widget {key}")
         widget.set_value(value)
     at.run()
     assert not at.exception, [exception.value for exception in at.exception]
@@ -75,7 +75,7 @@ def test_renders_with_demo_button_and_creates_nothing(isolated_store):
     assert at.button(key="sweep_demo").label == "Run the demo sweep on adult"
     assert not at.button(key="sweep_launch").disabled
     assert at.selectbox(key="sweep_dataset").value == "adult"
-    assert _metrics(at)["Runs"] == "6"  # baseline + dp-sgd at the five default epsilons
+    assert _metrics(at)["Runs"] == "9"  # baseline + dp-sgd at the eight default epsilons (the CLI's default too)
     assert not at.error
     assert not isolated_store.exists() and not isolated_store.parent.exists()  # looking writes nothing
 
@@ -84,7 +84,7 @@ def test_demo_button_launches_the_demo_spec(launched):
     at = _sweep_page()
     at.button(key="sweep_demo").click().run()
     assert not at.exception
-    assert launched == [(jobs.DEMO_SPEC, 1, "auto")]
+    assert launched == [(DEMO_SPEC, 1, "auto")]
 
 
 def test_form_builds_the_spec_that_is_launched(launched):
@@ -98,7 +98,7 @@ def test_form_builds_the_spec_that_is_launched(launched):
     at.button(key="sweep_launch").click().run()
     assert not at.exception and not at.error
     [(spec, workers, device)] = launched
-    assert spec == SweepSpec(dataset="breast-cancer", techniques=("dp-sgd",), model="logreg", epsilons=(0.5, 3.0),
+    assert spec == make_spec(dataset="breast-cancer", techniques=("dp-sgd",), model="logreg", epsilons=(0.5, 3.0),
                              clipping_norms=(0.5, 1.0), seeds=(0, 1, 2), epochs=3, batch_size=64, accountant="rdp",
                              delta=1e-4)
     assert (workers, device) == (2, "cpu")
@@ -107,15 +107,19 @@ def test_form_builds_the_spec_that_is_launched(launched):
 def test_federated_and_encrypted_settings_reach_the_spec(launched):
     at = _sweep_page(selected_dataset="heart")
     _fill(at, sweep_techniques=["fed-dp-sgd", "he-inference"])
-    assert at.expander(key="sweep_federated") is not None and at.expander(key="sweep_he") is not None
+    assert at.expander(key="sweep_federated") is not None and at.expander(key="sweep_encrypted_inference") is not None
     _fill(at, sweep_partition="natural", sweep_local_epochs=2, sweep_clients_per_round=3, sweep_train_technique="dp-sgd",
           sweep_epsilons="1, 4", sweep_accountant="rdp")
+    with pytest.raises(KeyError):
+        at.number_input(key="sweep_mu")  # fedprox's setting: not offered when fedprox is not chosen
     at.checkbox(key="sweep_secure_aggregation").check()
     at.button(key="sweep_launch").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     [(spec, _, _)] = launched
-    assert (spec.partition, spec.n_clients, spec.local_epochs, spec.clients_per_round) == ("natural", None, 2, 3)
-    assert spec.secure_aggregation is True and spec.train_technique == "dp-sgd" and spec.alpha is None
+    assert [spec.option(name) for name in ("partition", "n_clients", "local_epochs", "clients_per_round")] == [
+        "natural", None, 2, 3]
+    assert spec.option("secure_aggregation") is True and spec.option("train_technique") == "dp-sgd"
+    assert spec.option("alpha") is None and spec.option("mu") is None
     assert spec.techniques == ("fed-dp-sgd", "he-inference") and spec.epsilons == (1.0, 4.0)
 
 
@@ -123,7 +127,7 @@ def test_summary_counts_runs_already_in_the_store(isolated_store):
     settings = dict(dataset="breast-cancer", epochs=2, batch_size=64, accountant="rdp", epsilons=(1.0, 4.0),
                     clipping_norms=(1.0,), seeds=(0,))
     with ResultStore(isolated_store) as store:
-        assert run_sweep(SweepSpec(techniques=("baseline",), **settings), store=store, device="cpu").trained == 1
+        assert run_sweep(make_spec(techniques=("baseline",), **settings), store=store, device="cpu").trained == 1
     at = _sweep_page()
     _fill(at, sweep_dataset="breast-cancer", sweep_epsilons="1, 4", sweep_epochs=2, sweep_batch_size=64,
           sweep_accountant="rdp", sweep_seeds="0, 1")
@@ -137,7 +141,7 @@ def test_summary_counts_runs_already_in_the_store(isolated_store):
 
 @pytest.mark.parametrize("field, text, message", [
     ("sweep_epsilons", "0.5, abc", "must be comma-separated numbers"),
-    ("sweep_epsilons", "-1", "epsilon must be a positive"),
+    ("sweep_epsilons", "-1", "Target ε values must be > 0"),
     ("sweep_seeds", "", "Seeds is empty"),
     ("sweep_delta", "0.5", "is not below 1/n"),
 ])
@@ -149,17 +153,17 @@ def test_invalid_input_shows_an_error_not_a_traceback(launched, field, text, mes
     assert not at.metric
 
 
-def _fake_status(state: str, **changes) -> jobs.JobStatus:
-    runs = (jobs.RunState("a", "baseline · mlp · seed 0", "cached", accuracy=0.85),
-            jobs.RunState("b", "dp-sgd · mlp · ε 1 · C 1 · seed 0", "ok", epsilon=0.99, accuracy=0.84),
-            jobs.RunState("c", "dp-sgd · mlp · ε 2 · C 1 · seed 0", "failed", error="RuntimeError: out of memory"),
-            jobs.RunState("d", "dp-sgd · mlp · ε 8 · C 1 · seed 0", "training"))
+def _fake_status(state: str, **changes) -> JobStatus:
+    runs = (RunState("a", "baseline · mlp · seed 0", "cached", accuracy=0.85),
+            RunState("b", "dp-sgd · mlp · ε 1 · C 1 · seed 0", "ok", epsilon=0.99, accuracy=0.84),
+            RunState("c", "dp-sgd · mlp · ε 2 · C 1 · seed 0", "failed", error="RuntimeError: out of memory"),
+            RunState("d", "dp-sgd · mlp · ε 8 · C 1 · seed 0", "training"))
     started = datetime.now(timezone.utc) - timedelta(seconds=75)
     values = dict(job_id="20261123-000000-abcd", state=state, total=4, done=3, cached_at_start=1, failed=1,
                   running_since=started, finished_at=None if state == "running" else started + timedelta(seconds=80),
                   failed_runs=[(runs[2].label, runs[2].error)], current="training dp-sgd · mlp · ε 8 · C 1 · seed 0",
                   log_tail="adult: 4 runs", dataset="adult", runs=runs)
-    return jobs.JobStatus(**{**values, **changes})
+    return JobStatus(**{**values, **changes})
 
 
 @pytest.fixture
@@ -167,12 +171,12 @@ def fake_job(monkeypatch):
     """Makes the page see one job in the given state; records cancel calls."""
     cancelled = []
 
-    def install(status: jobs.JobStatus):
-        monkeypatch.setattr(jobs, "latest_job", lambda store_path=None: status)
-        monkeypatch.setattr(jobs, "active_job", lambda store_path=None: status if status.running else None)
-        monkeypatch.setattr(jobs, "job_status", lambda job_id, store_path=None: status)
-        monkeypatch.setattr(jobs, "list_jobs", lambda store_path=None, limit=None: [status])
-        monkeypatch.setattr(jobs, "cancel_job", lambda job_id, store_path=None: cancelled.append(job_id) or status)
+    def install(status: JobStatus):
+        monkeypatch.setattr(services, "latest_job", lambda workspace: status)
+        monkeypatch.setattr(services, "active_job", lambda workspace: status if status.running else None)
+        monkeypatch.setattr(services, "job_status", lambda job_id, workspace: status)
+        monkeypatch.setattr(services, "list_jobs", lambda workspace, limit=None: [status])
+        monkeypatch.setattr(services, "cancel", lambda job_id, workspace: cancelled.append(job_id) or status)
         return cancelled
 
     return install
@@ -219,13 +223,13 @@ def test_ended_job_says_how_it_ended(fake_job, state, kind, words):
 
 
 def test_finished_job_draws_its_frontier_from_the_store(isolated_store, fake_job):
-    spec = SweepSpec(dataset="breast-cancer", techniques=("baseline", "dp-sgd"), epochs=2, batch_size=64,
+    spec = make_spec(dataset="breast-cancer", techniques=("baseline", "dp-sgd"), epochs=2, batch_size=64,
                      accountant="rdp", epsilons=(1.0, 4.0), clipping_norms=(1.0,), seeds=(0,))
     with ResultStore(isolated_store) as store:
         report = run_sweep(spec, store=store, device="cpu")
     labels = ["baseline", "dp-sgd ε 1", "dp-sgd ε 4"]
     fake_job(_fake_status("finished", dataset="breast-cancer", total=3, done=3, cached_at_start=0, failed=0,
-                          failed_runs=[], runs=tuple(jobs.RunState(run_id, label, "ok")
+                          failed_runs=[], runs=tuple(RunState(run_id, label, "ok")
                                                      for run_id, label in zip(report.run_ids, labels))))
     at = _sweep_page()
     [chart] = at.get("plotly_chart")

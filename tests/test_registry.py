@@ -1,8 +1,9 @@
 import pytest
 
 from engine.errors import ConfigError
-from engine.techniques import (RunResult, Technique, create_technique, get_technique_class, register_technique,
-                               technique_names, unregister_technique)
+from engine.techniques.base import RunResult, Technique
+from engine.techniques.registry import (create_technique, get_technique_class, register_technique, technique_names,
+                                        unregister_technique)
 
 
 class _Dummy(Technique):

@@ -14,8 +14,9 @@ from engine.federated.secure_aggregation.masking import Quantiser
 from engine.federated.secure_aggregation.parties import SecAggAborted, SecAggClient, SecAggCoordinator
 from engine.federated.secure_aggregation.protocol import secure_sum, threshold_for
 from engine.federated.secure_aggregation.strategy_wrapper import UPDATE_CLAMP, SecureAggregation
-from engine.sweep import expand, prepared_data
-from engine.techniques import RunContext, create_technique
+from engine_support import make_spec, expand, prepared_data
+from engine.techniques.base import RunContext
+from engine.techniques.registry import create_technique
 
 
 def _inputs(n_clients=10, dim=500, seed=0):
@@ -109,7 +110,7 @@ def test_the_coordinator_never_holds_an_unmasked_update():
 
 
 def _run(technique, secure, dropout=0.0, **settings):
-    spec = SweepSpec(dataset="breast-cancer", techniques=(technique,), epochs=3, batch_size=64, accountant="rdp",
+    spec = make_spec(dataset="breast-cancer", techniques=(technique,), epochs=3, batch_size=64, accountant="rdp",
                      epsilons=(4.0,), n_clients=5, rounds=3, secure_aggregation=secure, dropout=dropout, **settings)
     config = expand(spec)[0]
     return create_technique(technique).run(config, prepared_data(config), context=RunContext(device="cpu"))
@@ -134,7 +135,7 @@ def test_same_model_bit_for_bit_to_the_quantisation_step():
     from engine.models import build_model
     import torch
 
-    data = prepared_data(expand(SweepSpec(dataset="breast-cancer", techniques=("baseline",)))[0])
+    data = prepared_data(expand(make_spec(dataset="breast-cancer", techniques=("baseline",)))[0])
     partition = make_partition(data, kind="iid", n_clients=5, seed=0)
     finals = []
     for secure in (False, True):

@@ -1,10 +1,11 @@
+import json
 import sqlite3
 
 import pytest
 
-from engine import store as store_module
-from engine.errors import ConfigError
-from engine.store import ResultStore, register_columns
+from engine.config import RunConfig
+from engine.errors import StoreError
+from engine.runner.store import SCHEMA_VERSION, Column, ResultStore
 
 
 def _record(run_id, status="ok", **fields):
@@ -24,27 +25,52 @@ def test_write_read_round_trip_and_failed_runs_are_not_complete(store):
         store.write(_record("r4", not_a_column=1))
 
 
-def test_registered_columns_are_added_to_an_older_store(tmp_path, monkeypatch):
+def test_declared_columns_are_added_to_an_older_store_and_described(tmp_path):
     path = tmp_path / "old.sqlite"
-    ResultStore(path).close()  # a store written before the column existed
-    monkeypatch.setattr(store_module, "COLUMNS", list(store_module.COLUMNS))
-    monkeypatch.setattr(store_module, "COLUMN_NAMES", list(store_module.COLUMN_NAMES))
-    register_columns([("comm_bytes_test", "INTEGER")])
-    register_columns([("comm_bytes_test", "INTEGER")])  # twice is harmless
-    with pytest.raises(ValueError, match="already registered"):
-        register_columns([("comm_bytes_test", "TEXT")])
-    with ResultStore(path) as reopened:
-        reopened.write(_record("r1", comm_bytes_test=42))
-        assert reopened.get("r1")["comm_bytes_test"] == 42
+    ResultStore(path).close()  # a store written before the columns were declared
+    with ResultStore(path, columns=[Column("comm_bytes_test", "INTEGER"), Column("client_mix", "TEXT", json=True)]) as store:
+        store.write(_record("r1", comm_bytes_test=42, client_mix=[1, 2]))
+    with ResultStore(path) as reader:  # a reader that declares nothing still decodes the JSON column
+        record = reader.get("r1")
+        assert record["comm_bytes_test"] == 42 and record["client_mix"] == [1, 2]
 
 
-def test_a_file_that_is_not_a_store_gives_a_clear_error(tmp_path):
+def test_store_faults_are_one_line_errors(tmp_path):
     broken = tmp_path / "broken.sqlite"
     broken.write_text("this is not sqlite" * 100)
-    with pytest.raises(ConfigError, match="not a usable result store"):
+    with pytest.raises(StoreError, match="not a usable result store"):
         ResultStore(broken)
-    with pytest.raises(ConfigError, match="No result store"):
+    with pytest.raises(StoreError, match="No result store"):
         ResultStore(tmp_path / "missing.sqlite", create=False)
+    with pytest.raises(StoreError, match="is a folder"):
+        ResultStore(tmp_path)
+
+
+def test_a_newer_store_is_refused_and_an_older_one_migrated(tmp_path):
+    newer = tmp_path / "newer.sqlite"
+    ResultStore(newer).close()
+    with sqlite3.connect(newer) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="written by a newer Privacy Frontier"):
+        ResultStore(newer)
+
+    # An unversioned store of engine 0.1: `privacy_model` with "global", no point_id.
+    older = tmp_path / "older.sqlite"
+    config = RunConfig(dataset="heart", technique="dp-sgd", model="mlp", seed=3, epochs=2, batch_size=8,
+                       learning_rate=0.1, hidden_units=4, target_epsilon=1.0, max_grad_norm=1.0, delta=1e-5,
+                       accountant="rdp")
+    with sqlite3.connect(older) as db:
+        db.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT, dataset TEXT NOT NULL, "
+                   "technique TEXT NOT NULL, privacy_model TEXT, dataset_fingerprint TEXT, versions TEXT, config TEXT, "
+                   "created_at TEXT, extra TEXT)")
+        db.execute("INSERT INTO runs VALUES ('r1', 'ok', NULL, 'heart', 'dp-sgd', 'global', 'fp', ?, ?, '2026', NULL)",
+                   (json.dumps({"engine": "0.1.0"}), json.dumps(config.to_dict())))
+    with ResultStore(older) as migrated:
+        record = migrated.get("r1")
+        assert record["trust_model"] == "central" and "privacy_model" not in record
+        assert record["point_id"] == config.point_key("fp", "0.1.0")
+    with sqlite3.connect(older) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_commits_are_visible_to_another_connection_at_once(store):

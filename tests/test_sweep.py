@@ -11,14 +11,15 @@ import pytest
 
 from engine.config import SweepSpec
 from engine.errors import ConfigError
-from engine.store import ResultStore
-from engine.sweep import expand, plan_sweep, run_sweep
-from engine.techniques import Technique, register_technique, unregister_technique
+from engine.runner.records import open_store as ResultStore
+from engine_support import make_spec, expand, plan_sweep, run_sweep
+from engine.techniques.base import Technique
+from engine.techniques.registry import register_technique, unregister_technique
 from conftest import QUICK
 
 
 def test_each_technique_expands_only_over_its_axes():
-    spec = SweepSpec(techniques=("baseline", "dp-sgd"), epsilons=(0.5, 1, 2), clipping_norms=(0.5, 1), seeds=(0, 1))
+    spec = make_spec(techniques=("baseline", "dp-sgd"), epsilons=(0.5, 1, 2), clipping_norms=(0.5, 1), seeds=(0, 1))
     configs = expand(spec)
     baseline = [c for c in configs if c.technique == "baseline"]
     private = [c for c in configs if c.technique == "dp-sgd"]
@@ -26,20 +27,20 @@ def test_each_technique_expands_only_over_its_axes():
     assert all(c.delta is None and c.accountant is None for c in baseline)  # baseline keys ignore delta
     assert len(private) == 3 * 2 * 2
     assert {c.model for c in configs} == {"mlp"}
-    assert expand(SweepSpec(dataset="mnist", techniques=("baseline",)))[0].model == "cnn"
+    assert expand(make_spec(dataset="mnist", techniques=("baseline",)))[0].model == "cnn"
 
 
 def test_delta_must_be_below_one_over_n():
     with pytest.raises(ConfigError, match="not below 1/n = 1/427"):
-        plan_sweep(SweepSpec(**{**QUICK, "delta": 0.01}), None)
+        plan_sweep(make_spec(**{**QUICK, "delta": 0.01}), None)
     with pytest.raises(ConfigError, match="not below 1/n = 1/100"):
-        plan_sweep(SweepSpec(**{**QUICK, "delta": 0.05, "train_subsample": 100}), None)
-    plan_sweep(SweepSpec(**{**QUICK, "techniques": ("baseline",), "delta": 0.5}), None)  # no DP run: no check
+        plan_sweep(make_spec(**{**QUICK, "delta": 0.05, "train_subsample": 100}), None)
+    plan_sweep(make_spec(**{**QUICK, "techniques": ("baseline",), "delta": 0.5}), None)  # no DP run: no check
 
 
 def test_model_must_fit_the_data():
     with pytest.raises(Exception, match="cnn model needs an image dataset"):
-        plan_sweep(SweepSpec(**{**QUICK, "model": "cnn"}), None)
+        plan_sweep(make_spec(**{**QUICK, "model": "cnn"}), None)
 
 
 def test_second_identical_sweep_trains_nothing(store, quick_spec):
@@ -52,7 +53,7 @@ def test_second_identical_sweep_trains_nothing(store, quick_spec):
     assert time.perf_counter() - started < 30  # answered from the store, not trained (generous on slow CI)
     assert [event.kind for event in events] == ["cached"] * 3
     # A wider grid reuses what overlaps and trains only the new point.
-    wider = SweepSpec(**{**QUICK, "techniques": ("baseline", "dp-sgd"), "epsilons": (1.0, 4.0, 8.0)})
+    wider = make_spec(**{**QUICK, "techniques": ("baseline", "dp-sgd"), "epsilons": (1.0, 4.0, 8.0)})
     assert run_sweep(wider, store=store, device="cpu").trained == 1
 
 
@@ -72,7 +73,7 @@ def test_records_carry_everything_needed_to_trust_and_reproduce(store, quick_spe
     assert private["config"]["max_grad_norm"] == 1.0 and private["versions"]["opacus"]
     assert private["data_derived_bounds"]  # breast-cancer's bounds come from the data, and the record says so
     baseline = records["baselineNone"]
-    assert baseline["epsilon"] is None and baseline["privacy_model"] == "none"
+    assert baseline["epsilon"] is None and baseline["trust_model"] == "none"
 
 
 class _Exploding(Technique):
@@ -89,7 +90,7 @@ class _Exploding(Technique):
 def test_a_failed_run_is_stored_with_its_error_and_the_sweep_goes_on(store):
     register_technique("exploding-test", _Exploding)
     try:
-        spec = SweepSpec(**{**QUICK, "techniques": ("exploding-test",)})
+        spec = make_spec(**{**QUICK, "techniques": ("exploding-test",)})
         report = run_sweep(spec, store=store, device="cpu")
         assert (report.trained, report.failed) == (1, 1)
         failed = store.records(status="failed")
@@ -143,7 +144,7 @@ def test_killing_a_sweep_loses_no_finished_run(tmp_path):
         assert store.integrity_check() == "ok"
         kept = len(store.records(status="ok"))
         assert 2 <= kept < 10
-        spec = SweepSpec(dataset="breast-cancer", techniques=("dp-sgd",), epsilons=(0.5, 1, 2, 4, 8),
+        spec = make_spec(dataset="breast-cancer", techniques=("dp-sgd",), epsilons=(0.5, 1, 2, 4, 8),
                          clipping_norms=(1.0,), seeds=(0, 1), epochs=3, batch_size=32, accountant="rdp")
         report = run_sweep(spec, store=store, device="cpu")
         assert report.cached == kept and report.trained == 10 - kept

@@ -16,7 +16,7 @@ from engine.data.uploads.limits import MIN_TRAIN_PER_CLASS
 from engine.data.uploads.register import delete_upload, register_upload
 from engine.data.uploads.validate import UploadSpec, slugify, validate_upload
 from engine.errors import ConfigError, DataError
-from engine.sweep import run_sweep
+from engine_support import make_spec, run_sweep
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "loan_applications.csv"
 IDENTIFIERS = {"applicant_id", "full_name", "email", "phone", "national_id", "zip_code"}
@@ -226,7 +226,7 @@ def test_same_name_again_replace_and_no_stale_cache(raw, inspection, uploads):
 
 def test_a_sweep_on_the_upload_runs_and_records_data_derived_bounds(raw, inspection, store, uploads):
     register_upload(raw, inspection, LOAN, uploads_dir=uploads)
-    spec = SweepSpec(dataset="loans", techniques=("baseline", "dp-sgd"), epsilons=(1.0,), seeds=(0,), epochs=10,
+    spec = make_spec(dataset="loans", techniques=("baseline", "dp-sgd"), epsilons=(1.0,), seeds=(0,), epochs=10,
                      batch_size=64, accountant="rdp")
     report = run_sweep(spec, store=store, uploads_dir=uploads, device="cpu")
     assert (report.trained, report.failed) == (2, 0)

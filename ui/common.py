@@ -1,4 +1,4 @@
-"""Cached loaders and widgets that several pages share."""
+"""Cached loaders and widgets that several pages share, and the dashboard's workspace."""
 
 from __future__ import annotations
 
@@ -7,28 +7,33 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from engine import services
+from engine.analysis.frontier import METRICS
 from engine.data import dataset_names
 from engine.errors import EngineError
-from engine.frontier import METRICS
-from engine.store import read_runs, resolve_store_path, store_signature
+from engine.present.labels import METRIC_LABELS
+from engine.workspace import Workspace
 
-METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC"}
+
+def workspace() -> Workspace:
+    """The store the dashboard works on: $FRONTIER_STORE, else ./.frontier (the dashboard is a surface)."""
+    return Workspace.at(None)
 
 
 @st.cache_data(show_spinner=False)
 def _runs(path: str, signature: tuple) -> pd.DataFrame:  # noqa: ARG001 - the signature is the cache key
-    return read_runs(path)
+    return services.read_runs(Workspace.at(path))
 
 
 def uploads_dir() -> Path:
-    """The dashboard's uploaded datasets: `datasets/` beside its result store ($FRONTIER_STORE or ./.frontier)."""
-    return resolve_store_path().parent / "datasets"
+    """The dashboard's uploaded datasets: `datasets/` beside its result store."""
+    return workspace().uploads_dir
 
 
 def load_runs() -> pd.DataFrame:
     """Every run in the store, re-read only when the store changed."""
-    path = resolve_store_path()
-    return _runs(str(path), store_signature(path))
+    current = workspace()
+    return _runs(str(current.store_path), services.runs_signature(current))
 
 
 def dataset_picker(runs: pd.DataFrame, key: str) -> str | None:

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.charts import frontier_figure
-from engine.decide import DecisionConstraints, rank_candidates, summarise_decision
+from engine import services
+from engine.analysis.decide import DecisionConstraints, rank_candidates
+from engine.analysis.frontier import available_costs, cost_metrics, frontier_view
 from engine.errors import EngineError
-from engine.frontier import COST_METRICS, available_costs, epsilon_label, frontier_view
-from engine.report import build_export
-from engine.store import ResultStore, resolve_store_path, store_signature
-from ui.common import METRIC_LABELS, page_runs, uploads_dir
+from engine.present.charts import frontier_figure
+from engine.present.labels import METRIC_LABELS, epsilon_label
+from engine.present.sentences import decision_sentences
+from engine.workspace import Workspace
+from ui.common import page_runs, workspace
 
 
 @st.cache_data(show_spinner="Composing every run of the sweep (dp-accounting PLD)…")
 def decision(path: str, signature: tuple, run_id: str, metric: str):  # noqa: ARG001 - signature keys the cache
-    with ResultStore(path, create=False) as store:
-        return summarise_decision(store.dataframe(), store.records(), run_id, metric)
+    return services.decide(Workspace.at(path), run_id, metric)
 
 
 @st.cache_data(show_spinner="Writing the report…")
-def export(path: str, signature: tuple, run_id: str, metric: str):  # noqa: ARG001
-    with ResultStore(path, create=False) as store:
-        return build_export(run_id, store, metric, uploads_dir=uploads_dir())
+def export(path: str, signature: tuple, run_id: str, metric: str, _summary):  # noqa: ARG001
+    return services.export(Workspace.at(path), run_id, metric, summary=_summary)
 
 
 st.title("Decide")
@@ -32,6 +32,7 @@ st.caption("Set what you can accept, pick a candidate, and take a plain-language
 runs, dataset, metric = page_runs("decide")
 label = METRIC_LABELS[metric]
 costs = available_costs(runs[runs["dataset"] == dataset]) or ["train_seconds"]
+costs_known = cost_metrics()
 
 st.subheader("Constraints")
 with st.container(horizontal=True):
@@ -39,8 +40,8 @@ with st.container(horizontal=True):
                                   key="decide_max_epsilon", help="Smaller ε is stronger privacy.")
     min_metric = st.number_input(f"Smallest acceptable {label} (0 = any)", min_value=0.0, max_value=1.0, value=0.0,
                                  step=0.01, format="%.3f", key="decide_min_metric")
-    cost = st.selectbox("Cost", costs, format_func=lambda column: COST_METRICS[column][0], key="decide_cost")
-    max_cost = st.number_input(f"Largest acceptable {COST_METRICS[cost][0]} ({COST_METRICS[cost][1]}, 0 = any)",
+    cost = st.selectbox("Cost", costs, format_func=lambda column: costs_known[column][0], key="decide_cost")
+    max_cost = st.number_input(f"Largest acceptable {costs_known[cost][0]} ({costs_known[cost][1]}, 0 = any)",
                                min_value=0.0, value=0.0, key="decide_max_cost")
 
 try:
@@ -69,7 +70,7 @@ picked = st.dataframe(
         "max_grad_norm": st.column_config.NumberColumn("clipping C", format="%.3g"),
         "metric_mean": st.column_config.NumberColumn(f"{label} (mean)", format="%.4f"),
         "metric_std": st.column_config.NumberColumn("± std", format="%.4f"),
-        "cost_mean": st.column_config.NumberColumn(f"{COST_METRICS[cost][0]} ({COST_METRICS[cost][1]})", format="%.3g"),
+        "cost_mean": st.column_config.NumberColumn(f"{costs_known[cost][0]} ({costs_known[cost][1]})", format="%.3g"),
     },
 )
 rows = picked.selection.get("rows", [])
@@ -77,23 +78,25 @@ row = candidates.iloc[rows[0] if rows else 0]
 st.caption("Ranked by mean " + label + ", then by lower ε. " + ("Showing the top candidate: select a row to choose another."
                                                                  if not rows else "Your choice is shown below."))
 
-path = resolve_store_path()
+current = workspace()
+path, signature = str(current.store_path), services.runs_signature(current)
 try:
-    summary = decision(str(path), store_signature(path), row["run_id"], metric)
+    summary = decision(path, signature, row["run_id"], metric)
 except EngineError as exc:
     st.error(str(exc))
     st.stop()
 
 st.subheader(f"The choice: {row['technique']} · {row['model']} at ε = {summary.epsilon:.3g}")
 with st.container(horizontal=True):
-    st.metric("ε of this run", f"{summary.epsilon:.3g}", help=summary.accountant_label)
+    st.metric("ε of this run", f"{summary.epsilon:.3g}", help=epsilon_label(summary.run.get("accountant"), summary.delta))
     st.metric("odds can change by at most", f"×{summary.odds_factor:.3g}")
     if summary.given_up_points is not None:
         st.metric(f"{label} given up", f"{summary.given_up_points:.2g} points")
     st.metric("whole sweep composed", f"ε = {summary.composition.epsilon:.3g}",
               help=f"{summary.composition.n_private} private runs, {summary.composition.accountant}")
+sentences = decision_sentences(summary)
 for key in ("budget", "given_up", "search", "protects"):
-    st.markdown(summary.sentences[key])
+    st.markdown(sentences[key])
 
 front, reference = frontier_view(runs, dataset, metric)
 if not front.empty:
@@ -102,7 +105,7 @@ if not front.empty:
 
 st.subheader("Export")
 try:
-    bundle = export(str(path), store_signature(path), row["run_id"], metric)
+    bundle = export(path, signature, row["run_id"], metric, summary)
 except EngineError as exc:
     st.error(str(exc))
     st.stop()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine.charts import clipping_heatmap, cost_figure, frontier_figure, local_global_figure
-from engine.frontier import (COST_METRICS, available_costs, clipping_grid, cost_view, frontier_view,
-                             local_global_view)
-from engine.he.view import HE_MEASURES, he_view
-from engine.techniques import get_technique_class, technique_names
-from ui.common import METRIC_LABELS, page_runs
+from engine.analysis.encrypted_inference import HE_MEASURES, he_view
+from engine.analysis.frontier import (available_costs, clipping_grid, cost_metrics, cost_view, frontier_view,
+                                      local_global_view)
+from engine.present.charts import clipping_heatmap, cost_figure, frontier_figure, local_global_figure
+from engine.present.labels import METRIC_LABELS
+from engine.techniques.registry import get_technique_class, technique_names
+from ui.common import page_runs
 
 st.title("Frontier")
 st.caption("Each point is one configuration, pooled over its seeds. Lower ε is stronger privacy; the dashed line "
@@ -46,14 +47,16 @@ else:
                "Select a point to see its runs.")
     selected_points = [point.get("customdata") for point in event.selection.get("points", []) if point.get("customdata")]
 
-for technique, model, target_epsilon, clip in selected_points:
-    mask = (on_data["technique"] == technique) & (on_data["model"] == model) & (on_data["target_epsilon"] == target_epsilon)
-    no_clip = clip is None or pd.isna(clip)
-    mask &= on_data["max_grad_norm"].isna() if no_clip else (on_data["max_grad_norm"] == clip)
-    st.markdown(f"**Runs of {technique} · {model}, target ε {target_epsilon:g}" + ("**" if no_clip else f", C {clip:g}**"))
-    st.dataframe(on_data[mask][["run_id", "seed", "epsilon", "accountant", "delta", "noise_multiplier", metric,
-                                "train_seconds", "device", "created_at"]],
-                 hide_index=True, width="stretch", key=f"frontier_selected_{technique}_{model}_{target_epsilon}_{clip}")
+for (point_id,) in selected_points:
+    point = on_data[on_data["point_id"] == point_id]
+    if point.empty:
+        continue
+    first = point.iloc[0]
+    clip = "" if pd.isna(first["max_grad_norm"]) else f", C {first['max_grad_norm']:g}"
+    st.markdown(f"**Runs of {first['technique']} · {first['model']}, target ε {first['target_epsilon']:g}{clip}**")
+    st.dataframe(point[["run_id", "seed", "epsilon", "accountant", "delta", "noise_multiplier", metric,
+                        "train_seconds", "device", "created_at"]],
+                 hide_index=True, width="stretch", key=f"frontier_selected_{point_id}")
 
 local_global = local_global_view(runs[runs["technique"].isin(chosen_techniques)], dataset, metric)
 if not local_global.empty:
@@ -66,7 +69,7 @@ if not local_global.empty:
 st.subheader(f"{label.capitalize()} against cost")
 costs = available_costs(on_data)
 if costs:
-    cost = st.selectbox("Cost", costs, format_func=lambda column: COST_METRICS[column][0], key="frontier_cost")
+    cost = st.selectbox("Cost", costs, format_func=lambda column: cost_metrics()[column][0], key="frontier_cost")
     points = cost_view(runs, dataset, metric, cost)
     points = points[points["technique"].isin(chosen_techniques) & points["model"].isin(chosen_models)]
     st.plotly_chart(cost_figure(points, metric, cost), key="frontier_cost_chart", width="stretch")

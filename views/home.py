@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine import jobs
+from engine import services
 from engine.errors import EngineError
-from ui.common import load_runs
+from engine.present.demo import DEMO_SECONDS, DEMO_SPEC
+from ui.common import load_runs, workspace
 
 PROTECTS = pd.DataFrame([
     ("Differential privacy (dp-sgd, dp-logreg, ...)", "the people in the training data",
@@ -28,7 +29,7 @@ st.markdown("What does privacy cost on **your** kind of data? Train the same mod
 
 try:
     runs = load_runs()
-    running = jobs.active_job()
+    running = services.active_job(workspace())
 except EngineError as exc:
     st.error(str(exc))
     runs, running = pd.DataFrame(), None
@@ -41,11 +42,11 @@ elif runs.empty:
     with st.container(border=True, key="home_demo_box"):
         st.markdown(f"**New here? Run the demo.** It trains a small neural network on the Adult census data "
                     f"without privacy and with DP-SGD at ε = "
-                    f"{', '.join(format(e, 'g') for e in jobs.DEMO_SPEC.epsilons)} "
-                    f"(about {jobs.DEMO_SECONDS // 60} minutes on an idle 2-core CPU), then draws the frontier.")
+                    f"{', '.join(format(e, 'g') for e in DEMO_SPEC.epsilons)} "
+                    f"(about {DEMO_SECONDS // 60} minutes on an idle 2-core CPU), then draws the frontier.")
         if st.button("Run the demo sweep on adult", key="home_demo", type="primary", icon=":material/play_arrow:"):
             try:
-                jobs.start_sweep_job(jobs.DEMO_SPEC)
+                services.launch(services.plan(DEMO_SPEC, workspace()), workspace())
             except EngineError as exc:
                 st.error(str(exc))
             else:

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.config import PARTITIONS  # iid, dirichlet, natural, quantity
 from engine.errors import ConfigError, DataError
 
+PARTITIONS = ("iid", "dirichlet", "natural", "quantity")  # how training rows are split into clients
 DEFAULT_ALPHA = 0.5  # dirichlet / quantity concentration when none is given
 MIN_CLIENT_ROWS = 2  # every client needs rows to train on
 _DIRICHLET_TRIES = 1000
@@ -92,7 +92,8 @@ def _dirichlet(labels: np.ndarray, n_clients: int, alpha: float, rng: np.random.
         if min(len(rows) for rows in clients) >= MIN_CLIENT_ROWS:
             return clients
     raise ConfigError(f"A dirichlet partition with alpha {alpha:g} left a client with fewer than {MIN_CLIENT_ROWS} rows "
-                      f"in {_DIRICHLET_TRIES} draws: raise --alpha or use fewer --clients.")
+                      f"in {_DIRICHLET_TRIES} draws: raise {{alpha}} or use fewer {{n_clients}}.", setting="alpha",
+                      mentions=("n_clients",))
 
 
 def _quantity(n: int, n_clients: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
@@ -110,7 +111,8 @@ def make_partition(data, *, kind: str, n_clients: int | None = None, alpha: floa
     rng = np.random.default_rng([seed, 0x5EED])
     if kind == "natural":
         if not column:
-            raise ConfigError(f"Dataset {data.name!r} names no silo column: pass --partition-column COLUMN.")
+            raise ConfigError(f"Dataset {data.name!r} names no silo column: set {{partition_column}} to one.",
+                              setting="partition_column")
         positions, names = one_hot_block(data.feature_names, column)
         if not positions:
             raise ConfigError(f"Column {column!r} is not a categorical column of {data.name!r}: a natural partition "
@@ -123,20 +125,21 @@ def make_partition(data, *, kind: str, n_clients: int | None = None, alpha: floa
             raise DataError(f"Silo(s) {', '.join(empty)} of {column!r} have fewer than {MIN_CLIENT_ROWS} training rows.")
         if n_clients is not None and n_clients != len(names):
             raise ConfigError(f"{column!r} has {len(names)} silos ({', '.join(names)}), not {n_clients}: "
-                              f"drop --clients or pass --clients {len(names)}.")
+                              f"leave {{n_clients}} unset or set it to {len(names)}.", setting="n_clients")
         return Partition(kind, tuple(names), tuple(clients), tuple(np.flatnonzero(test == i) for i in range(len(names))),
                          column=column)
     if n_clients is None or n_clients < 2:
-        raise ConfigError(f"A {kind} partition needs --clients N with N >= 2, got {n_clients!r}.")
+        raise ConfigError(f"A {kind} partition needs {{n_clients}} >= 2, got {n_clients!r}.", setting="n_clients")
     if data.n_train < MIN_CLIENT_ROWS * n_clients:
         raise ConfigError(f"{data.n_train} training rows cannot give {n_clients} clients {MIN_CLIENT_ROWS} rows each: "
-                          "use fewer --clients.")
+                          "use fewer {n_clients}.", setting="n_clients")
     if kind == "iid":
         clients = _iid(data.n_train, n_clients, rng)
     else:
         alpha = DEFAULT_ALPHA if alpha is None else alpha
         if not alpha > 0:
-            raise ConfigError(f"alpha must be positive, got {alpha!r}: use e.g. --alpha 0.1 (skewed) or 10 (mild).")
+            raise ConfigError(f"{{alpha}} must be positive, got {alpha!r}: e.g. 0.1 (skewed) or 10 (mild).",
+                              setting="alpha")
         clients = (_dirichlet(data.y_train, n_clients, alpha, rng) if kind == "dirichlet"
                    else _quantity(data.n_train, n_clients, alpha, rng))
     return Partition(kind, tuple(str(i) for i in range(n_clients)), tuple(np.sort(rows) for rows in clients),

@@ -8,7 +8,6 @@ Homomorphic Encryption Standard, and a measured scoring session (batched and int
     client.py    HEClient: keys, encrypt, decrypt, public context (bytes)
     server.py    HEServer: bytes in, bytes out; refuses a context with a secret key
     protocol.py  score_encrypted(model, x): one measured session
-    view.py      he_view(runs, dataset): the table the dashboard shows for he-inference runs
 """
 
 from engine.he.client import HEClient

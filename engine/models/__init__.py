@@ -51,12 +51,13 @@ class SmallCNN(nn.Module):
 def build_model(name: str, *, n_features: int, n_classes: int, hidden_units: int, is_image: bool) -> nn.Module:
     if name == "cnn":
         if not is_image:
-            raise UnsupportedError("The cnn model needs an image dataset (mnist): use --model logreg or mlp for tables.")
+            raise UnsupportedError("The cnn {model} needs an image dataset (mnist): choose logreg or mlp for tables.",
+                                   setting="model")
         return SmallCNN(n_classes)
     if name in ("logreg", "mlp"):
         if is_image:
-            raise UnsupportedError(f"Model {name!r} is for tables: use --model cnn for mnist.")
+            raise UnsupportedError(f"The {name!r} {{model}} is for tables: choose cnn for mnist.", setting="model")
         if name == "logreg":
             return LogisticRegression(n_features, n_classes)
         return MLP(n_features, n_classes, hidden_units)
-    raise UnsupportedError(f"Unknown model {name!r}: choose logreg, mlp or cnn.")
+    raise UnsupportedError(f"Unknown {{model}} {name!r}: choose logreg, mlp or cnn.", setting="model")

@@ -1,13 +1,21 @@
-"""The one contract every technique answers, and the one result type it returns."""
+"""The one contract every technique answers, the one result type it returns, and what it declares.
+
+A technique declares, once, in its own file: its settings (a TechniqueSettings dataclass of `setting(...)`
+fields, from which the CLI, YAML, the dashboard form and the store follow), the measurements it records
+beyond the common metrics (Measurement: a store column, and a selectable cost where `cost=True`), and which
+sweep axes it uses. The runner does the rest.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Hashable, Iterable, Iterator, Protocol
 
-from engine.config import RunConfig
+from engine.config import RunConfig, SweepSpec
 from engine.data import DatasetInfo, PreparedDataset
+from engine.settings import Setting, declared_settings
 
 # Called with the fraction (0..1) of the current run that is done.
 RunProgress = Callable[[float], None]
@@ -15,6 +23,43 @@ RunProgress = Callable[[float], None]
 # The `accountant` recorded for pure epsilon-DP runs (delta = 0): their epsilon is the basic sequential
 # composition of the pure-epsilon mechanisms inside the technique, as diffprivlib's BudgetAccountant sums it.
 PURE_DP_ACCOUNTANT = "pure"
+# Where the noise is added, recorded per run as `trust_model`: no DP, a trusted curator adds it to what it
+# releases (central DP), or each record's owner randomises it before it leaves them (local DP).
+TRUST_MODELS = ("none", "central", "local")
+
+
+@dataclass(frozen=True)
+class TechniqueSettings:
+    """Base of a technique's own settings: subclasses add `setting(...)` fields (engine.settings)."""
+
+    @classmethod
+    def declared(cls) -> tuple[Setting, ...]:
+        return declared_settings(cls)
+
+    def check(self) -> None:
+        """Checks across this technique's settings (one setting's own checks come from its declaration)."""
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> "TechniqueSettings":
+        """Declared values (already parsed), the rest at their defaults."""
+        names = {declared.name for declared in cls.declared()}
+        return cls(**{name: value for name, value in values.items() if name in names})
+
+
+@dataclass(frozen=True)
+class NoSettings(TechniqueSettings):
+    """For techniques that have no settings of their own."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A value a technique records beyond the common metrics: its own store column, maybe a selectable cost."""
+
+    name: str
+    kind: type  # int, float or str
+    label: str = ""  # in words, for charts and tables
+    unit: str = ""
+    cost: bool = False  # offered as a cost on the Frontier and Decide pages
 
 
 @dataclass
@@ -56,7 +101,7 @@ class RunContext:
 
 
 class Technique(ABC):
-    """A privacy technique. Subclasses declare which sweep axes they use and implement `run`.
+    """A privacy technique. Subclasses set the class attributes below and implement `run`.
 
     `batch_key` lets a technique train several configurations of one sweep in a single pass: runs whose
     keys are equal (and not None) are handed to `run_batch` together. Each still gets its own result.
@@ -64,32 +109,40 @@ class Technique(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    settings: ClassVar[type[TechniqueSettings]] = NoSettings
+    measurements: ClassVar[tuple[Measurement, ...]] = ()
     uses_epsilon: ClassVar[bool] = False  # expands over the sweep's epsilon grid
     uses_clipping: ClassVar[bool] = False  # expands over the sweep's clipping-norm grid
-    privacy_model: ClassVar[str] = "none"  # recorded per run: "none", "global" (central DP) or "local"
+    trust_model: ClassVar[str] = "none"  # one of TRUST_MODELS
     pure_dp: ClassVar[bool] = False  # epsilon-DP with delta = 0: recorded with delta 0 and PURE_DP_ACCOUNTANT
 
-    def batch_key(self, config: RunConfig) -> Hashable | None:
-        return None
-
+    # --- planning (class-level: no instance is needed to expand a sweep) ---------------------------------
     @classmethod
-    def axes(cls, spec) -> tuple[bool, bool]:
-        """(uses_epsilon, uses_clipping) for the runs of `spec` (SweepSpec): the class attributes, unless a
-        technique's axes follow a setting (he-inference expands over epsilon only when it trains with dp-sgd)."""
+    def axes(cls, spec: SweepSpec, settings: TechniqueSettings) -> tuple[bool, bool]:
+        """(uses_epsilon, uses_clipping) for this technique's runs in `spec`: the class attributes, unless the
+        axes follow a setting (he-inference expands over epsilon only when it trains with dp-sgd)."""
         return cls.uses_epsilon, cls.uses_clipping
 
     @classmethod
-    def privacy_model_for(cls, config: RunConfig) -> str:
-        """The privacy model recorded for this run; by default the class attribute."""
-        return cls.privacy_model
+    def resolve(cls, spec: SweepSpec, settings: TechniqueSettings, info: DatasetInfo) -> list[dict[str, Any]]:
+        """The technique's part of each run's config, one dict per run (usually one): its settings with the
+        defaults filled in. Keys naming a shared RunConfig field override it (federated: epochs = rounds x
+        local epochs); every other key becomes a param. None values are left out of the run's identity."""
+        return [{name: value for name, value in dataclasses.asdict(settings).items() if value is not None}]
 
     @classmethod
-    def expand_fields(cls, spec, info: DatasetInfo) -> list[dict[str, Any]]:
-        """Extra RunConfig fields of this technique's runs in `spec` (SweepSpec) on dataset `info`, one dict per run.
+    def trust_model_for(cls, config: RunConfig) -> str:
+        """The trust model recorded for this run; by default the class attribute."""
+        return cls.trust_model
 
-        Federated techniques resolve their settings here (engine/techniques/federated.py); others add none.
-        """
-        return [{}]
+    @classmethod
+    def settings_of(cls, config: RunConfig) -> TechniqueSettings:
+        """This technique's settings as a typed object, read back from a run's params."""
+        return cls.settings.from_values(dict(config.params))
+
+    # --- running --------------------------------------------------------------------------------------------
+    def batch_key(self, config: RunConfig) -> Hashable | None:
+        return None
 
     def check(self, config: RunConfig, data: PreparedDataset) -> None:
         """Checks that need the data, made before anything trains (e.g. a partition that cannot be made)."""

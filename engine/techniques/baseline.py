@@ -11,7 +11,6 @@ from engine.config import RunConfig
 from engine.data import PreparedDataset
 from engine.measure import PeakMemory, Stopwatch
 from engine.techniques.base import RunContext, RunProgress, RunResult, Technique
-from engine.techniques.registry import register_technique
 from engine.techniques.training import evaluate, model_for, seed_everything, train_epochs, train_loader
 
 
@@ -32,8 +31,8 @@ def train_baseline(config: RunConfig, data: PreparedDataset, *, context: RunCont
                             device=context.device, steps=config.epochs * len(loader))
 
 
-@register_technique("baseline")
 class Baseline(Technique):
+    name = "baseline"
     description = "Same model and optimiser, no privacy: the non-private reference."
 
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,

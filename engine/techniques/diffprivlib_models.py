@@ -22,13 +22,9 @@ from engine.config import RunConfig
 from engine.data import PreparedDataset
 from engine.data.attributes import attribute_layout, compact_bounds, compact_table
 from engine.measure import PeakMemory, Stopwatch
-from engine.store import register_columns
-from engine.techniques.base import RunContext, RunProgress, RunResult, Technique
+from engine.techniques.base import Measurement, RunContext, RunProgress, RunResult, Technique
 from engine.techniques.estimators import (evaluate_estimator, flat, fresh_accountant, public_bounds,
                                           public_data_norm, single_threaded_solvers, spent_epsilon)
-from engine.techniques.registry import register_technique
-
-register_columns([("estimator", "TEXT")])  # the model a technique trains when it is not the sweep's `model`
 
 LOGREG_C = 1.0  # inverse L2 strength; objective perturbation needs the regulariser (diffprivlib's default)
 LOGREG_MAX_ITER = 300  # Adult converges in under 200 iterations; 100 stopped early at epsilon 10
@@ -45,7 +41,9 @@ class DiffprivlibTechnique(Technique):
     uses_epsilon = True
     uses_clipping = False
     pure_dp = True
-    privacy_model = "global"
+    trust_model = "central"
+    measurements = (Measurement("mechanism", str, "mechanism"),
+                    Measurement("estimator", str, "estimator"))  # the model trained, not the sweep's `model`
     estimator_name: ClassVar[str]
     mechanism: ClassVar[str]
 
@@ -60,7 +58,7 @@ class DiffprivlibTechnique(Technique):
     def fit(self, model: Any, x: np.ndarray, data: PreparedDataset) -> None:
         model.fit(x, data.y_train)
 
-    def settings(self, model: Any) -> dict[str, Any]:
+    def fixed_settings(self, model: Any) -> dict[str, Any]:
         """Fixed settings worth recording with the run (public by construction)."""
         return {}
 
@@ -81,12 +79,12 @@ class DiffprivlibTechnique(Technique):
             **metrics, train_seconds=clock.seconds, peak_memory_mb=memory.peak_mb, device="cpu",  # NumPy only
             epsilon=spent_epsilon(accountant),
             extra={"mechanism": self.mechanism, "estimator": self.estimator_name,
-                   "epsilon_split": self.split(config, data), **self.settings(model)},
+                   "epsilon_split": self.split(config, data), **self.fixed_settings(model)},
         )
 
 
-@register_technique("dp-logreg")
 class DPLogisticRegression(DiffprivlibTechnique):
+    name = "dp-logreg"
     description = "diffprivlib LogisticRegression: objective perturbation (Chaudhuri et al. 2011), pure epsilon-DP."
     estimator_name = "diffprivlib LogisticRegression"
     mechanism = ("objective perturbation: a random linear term (diffprivlib Vector mechanism) added to the "
@@ -101,12 +99,12 @@ class DPLogisticRegression(DiffprivlibTechnique):
         classes = 1 if data.n_classes == 2 else data.n_classes  # OvR: parallel fits, sequential composition
         return {f"objective perturbation, class {c}": config.target_epsilon / classes for c in range(classes)}
 
-    def settings(self, model):
+    def fixed_settings(self, model):
         return {"data_norm": float(model.data_norm), "C": LOGREG_C}
 
 
-@register_technique("dp-naive-bayes")
 class DPNaiveBayes(DiffprivlibTechnique):
+    name = "dp-naive-bayes"
     description = "diffprivlib GaussianNB: noisy class counts, means and variances (Vaidya et al. 2013)."
     estimator_name = "diffprivlib GaussianNB"
     mechanism = ("noisy sufficient statistics: class counts by the truncated geometric mechanism (epsilon/3), "
@@ -126,8 +124,8 @@ class DPNaiveBayes(DiffprivlibTechnique):
         return {"class counts": third, "feature means": third, "feature variances": third}
 
 
-@register_technique("dp-forest")
 class DPRandomForest(DiffprivlibTechnique):
+    name = "dp-forest"
     description = "diffprivlib RandomForestClassifier: random trees, leaf labels by permute-and-flip."
     estimator_name = "diffprivlib RandomForestClassifier"
     mechanism = ("random decision forest: data-independent random splits within public bounds, each tree on a "
@@ -148,5 +146,5 @@ class DPRandomForest(DiffprivlibTechnique):
     def split(self, config, data):
         return {"leaf labels (permute-and-flip, disjoint rows per tree)": config.target_epsilon}
 
-    def settings(self, model):
+    def fixed_settings(self, model):
         return {"n_estimators": FOREST_TREES, "max_depth": FOREST_DEPTH}

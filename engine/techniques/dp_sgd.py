@@ -16,16 +16,15 @@ from engine.measure import PeakMemory, Stopwatch
 from engine.privacy.accounting import epsilon_for, steps_and_sample_rate
 from engine.privacy.calibration import calibrated_noise
 from engine.techniques.base import RunContext, RunProgress, RunResult, Technique
-from engine.techniques.registry import register_technique
 from engine.techniques.training import evaluate, model_for, seed_everything, train_epochs, train_loader
 
 
-@register_technique("dp-sgd")
 class DPSGD(Technique):
+    name = "dp-sgd"
     description = "Opacus DP-SGD: per-sample clipping, Gaussian noise, Poisson sampling (record-level DP)."
     uses_epsilon = True
     uses_clipping = True
-    privacy_model = "global"
+    trust_model = "central"
 
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
             on_progress: RunProgress | None = None) -> RunResult:

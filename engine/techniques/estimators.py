@@ -15,11 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from engine.data import PreparedDataset
 from engine.data.attributes import attribute_layout, max_row_norm
-from engine.store import register_columns
 from engine.techniques.training import score_metrics
-
-# What every pure-epsilon technique records beside the run's numbers: the mechanism(s) it used.
-register_columns([("mechanism", "TEXT")])
 
 
 def flat(x: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 What it protects: the record being scored. The client encrypts it under a secret key that never leaves the
 client; the server holds the plaintext model and a public context (no secret key) and returns encrypted
 scores; the client decrypts and decides by the sign (or arg-max) of the scores. It does not protect the
-training data: for that, train the served model with DP-SGD (`--train-technique dp-sgd --epsilon ...`), the
+training data: for that, train the served model with DP-SGD (train_technique dp-sgd), the
 hybrid whose record carries both the training epsilon and the cost of encrypted scoring.
 
 Models: `logreg` (one plaintext matrix product, depth 1) and `mlp`, served as its HE-friendly twin with a
@@ -17,68 +17,63 @@ slower). `accuracy`, `balanced_accuracy` and `roc_auc` are those of the decision
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 
-from engine.config import RunConfig
+from engine.config import RunConfig, SweepSpec
 from engine.data import PreparedDataset
 from engine.errors import ConfigError
-from engine.frontier import register_cost_metric
 from engine.he import HE_MODELS, SquareMLP, plain_model, score_encrypted
 from engine.measure import PeakMemory, Stopwatch
-from engine.store import register_columns
-from engine.techniques.base import RunContext, RunProgress, RunResult, Technique
+from engine.settings import setting
+from engine.techniques.base import Measurement, RunContext, RunProgress, RunResult, Technique, TechniqueSettings
 from engine.techniques.baseline import train_baseline
 from engine.techniques.dp_sgd import train_dp_sgd
-from engine.techniques.registry import register_technique
 
 TRAINERS = {"baseline": train_baseline, "dp-sgd": train_dp_sgd}  # same code paths as those techniques
 # Records scored one ciphertext at a time (the first test records): ~30 ms each for logreg, ~1 s for the MLP.
 INTERACTIVE_SAMPLE = {"logreg": 64, "mlp": 8}
 
-register_columns([
-    ("protects", "TEXT"),  # plain words: what the technique protects (the record scored; + training data if DP)
-    ("privacy_unit", "TEXT"),  # "record" for DP-SGD-trained hybrids, "none" otherwise
-    ("he_accuracy", "REAL"),  # accuracy of the decisions taken under encryption (every test record)
-    ("he_plaintext_accuracy", "REAL"),  # the same served model scored in plaintext
-    ("he_relu_mlp_accuracy", "REAL"),  # mlp only: the ReLU MLP, same training, plaintext
-    ("he_agreement", "REAL"),  # share of encrypted decisions equal to plaintext decisions (batched, every record)
-    ("he_agreement_interactive", "REAL"),
-    ("he_max_abs_error", "REAL"),  # largest |decrypted score - plaintext score| over both modes
-    ("he_ms_per_record_batched", "REAL"),  # end to end: encrypt + evaluate + decrypt
-    ("he_ms_encrypt_batched", "REAL"),
-    ("he_ms_evaluate_batched", "REAL"),
-    ("he_ms_decrypt_batched", "REAL"),
-    ("he_records_per_second_batched", "REAL"),
-    ("he_ms_per_record_interactive", "REAL"),
-    ("he_ms_encrypt_interactive", "REAL"),
-    ("he_ms_evaluate_interactive", "REAL"),
-    ("he_ms_decrypt_interactive", "REAL"),
-    ("he_interactive_sample", "INTEGER"),  # records scored one at a time
-    ("he_plaintext_ms_per_record", "REAL"),
-    ("he_bytes_per_record", "REAL"),  # batched, uploaded + returned
-    ("he_upload_bytes_per_record_batched", "REAL"),
-    ("he_download_bytes_per_record_batched", "REAL"),
-    ("he_upload_bytes_per_record_interactive", "REAL"),
-    ("he_download_bytes_per_record_interactive", "REAL"),
-    ("he_context_bytes", "INTEGER"),  # public context sent for batched scoring (no Galois keys)
-    ("he_context_galois_bytes", "INTEGER"),  # public context sent for interactive scoring (with Galois keys)
-    ("he_galois_keys_bytes", "INTEGER"),
-    ("he_relin_keys_bytes", "INTEGER"),
-    ("he_poly_modulus_degree", "INTEGER"),
-    ("he_coeff_modulus_bits", "TEXT"),  # e.g. "60,40,60"
-    ("he_coeff_modulus_total_bits", "INTEGER"),
-    ("he_scale_bits", "INTEGER"),
-    ("he_depth", "INTEGER"),
-    ("he_security_bits", "INTEGER"),  # HE Standard level met: 128, 192 or 256
-    ("he_peak_memory_mb", "REAL"),
-])
-register_cost_metric("he_ms_per_record_batched", "encrypted scoring latency (batched)", "ms/record")
-register_cost_metric("he_ms_per_record_interactive", "encrypted scoring latency (one record at a time)", "ms/record")
-register_cost_metric("he_bytes_per_record", "bytes per record (encrypted, batched)", "B")
-register_cost_metric("he_context_galois_bytes", "public context with rotation keys", "B")
+HE_MEASUREMENTS = (
+    Measurement("protects", str),  # plain words: what the technique protects (the record scored; + training data if DP)
+    Measurement("privacy_unit", str),  # "record" for DP-SGD-trained hybrids, "none" otherwise
+    Measurement("he_accuracy", float),  # accuracy of the decisions taken under encryption (every test record)
+    Measurement("he_plaintext_accuracy", float),  # the same served model scored in plaintext
+    Measurement("he_relu_mlp_accuracy", float),  # mlp only: the ReLU MLP, same training, plaintext
+    Measurement("he_agreement", float),  # share of encrypted decisions equal to plaintext decisions (batched, every record)
+    Measurement("he_agreement_interactive", float),
+    Measurement("he_max_abs_error", float),  # largest |decrypted score - plaintext score| over both modes
+    Measurement("he_ms_per_record_batched", float, "encrypted scoring latency (batched)", "ms/record", cost=True),  # end to end: encrypt + evaluate + decrypt
+    Measurement("he_ms_encrypt_batched", float),
+    Measurement("he_ms_evaluate_batched", float),
+    Measurement("he_ms_decrypt_batched", float),
+    Measurement("he_records_per_second_batched", float),
+    Measurement("he_ms_per_record_interactive", float, "encrypted scoring latency (one record at a time)", "ms/record", cost=True),
+    Measurement("he_ms_encrypt_interactive", float),
+    Measurement("he_ms_evaluate_interactive", float),
+    Measurement("he_ms_decrypt_interactive", float),
+    Measurement("he_interactive_sample", int),  # records scored one at a time
+    Measurement("he_plaintext_ms_per_record", float),
+    Measurement("he_bytes_per_record", float, "bytes per record (encrypted, batched)", "B", cost=True),  # batched, uploaded + returned
+    Measurement("he_upload_bytes_per_record_batched", float),
+    Measurement("he_download_bytes_per_record_batched", float),
+    Measurement("he_upload_bytes_per_record_interactive", float),
+    Measurement("he_download_bytes_per_record_interactive", float),
+    Measurement("he_context_bytes", int),  # public context sent for batched scoring (no Galois keys)
+    Measurement("he_context_galois_bytes", int, "public context with rotation keys", "B", cost=True),  # public context sent for interactive scoring (with Galois keys)
+    Measurement("he_galois_keys_bytes", int),
+    Measurement("he_relin_keys_bytes", int),
+    Measurement("he_poly_modulus_degree", int),
+    Measurement("he_coeff_modulus_bits", str),  # e.g. "60,40,60"
+    Measurement("he_coeff_modulus_total_bits", int),
+    Measurement("he_scale_bits", int),
+    Measurement("he_depth", int),
+    Measurement("he_security_bits", int),  # HE Standard level met: 128, 192 or 256
+    Measurement("he_peak_memory_mb", float),
+)
 
 
 def square_mlp_for(config: RunConfig, data: PreparedDataset) -> SquareMLP:
@@ -99,35 +94,39 @@ def _roc_auc(y: np.ndarray, scores: np.ndarray, n_classes: int) -> float | None:
         return None
 
 
-@register_technique("he-inference")
+@dataclass(frozen=True)
+class HEInferenceSettings(TechniqueSettings):
+    train_technique: str = setting("baseline", choices=tuple(TRAINERS), group="encrypted inference",
+                                   label="Train the served model with",
+                                   help="he-inference: train the served model with baseline, or dp-sgd (the hybrid: "
+                                        "the epsilon and clipping grid then apply to it).")
+
+
 class HEInference(Technique):
+    name = "he-inference"
     description = ("Encrypted inference (CKKS, TenSEAL): the server scores records it cannot read. Protects the "
-                   "record being scored; with --train-technique dp-sgd also the training data.")
+                   "record being scored; trained with dp-sgd, also the training data.")
+    settings = HEInferenceSettings
+    measurements = HE_MEASUREMENTS
 
     @classmethod
-    def axes(cls, spec) -> tuple[bool, bool]:
-        private = spec.train_technique == "dp-sgd"  # the hybrid sweeps DP-SGD's epsilon and clipping grid
+    def axes(cls, spec: SweepSpec, settings: HEInferenceSettings) -> tuple[bool, bool]:
+        private = settings.train_technique == "dp-sgd"  # the hybrid sweeps DP-SGD's epsilon and clipping grid
         return private, private
 
     @classmethod
-    def expand_fields(cls, spec, info) -> list[dict]:
-        return [{"train_technique": spec.train_technique or "baseline"}]
-
-    @classmethod
-    def privacy_model_for(cls, config: RunConfig) -> str:
-        return "global" if config.train_technique == "dp-sgd" else "none"
+    def trust_model_for(cls, config: RunConfig) -> str:
+        return "central" if config.param("train_technique") == "dp-sgd" else "none"
 
     def check(self, config: RunConfig, data: PreparedDataset) -> None:
         if config.model not in HE_MODELS or data.is_image:
-            raise ConfigError(f"he-inference serves --model logreg or mlp (as its square-activation twin) on tables, "
-                              f"not {config.model!r} on {data.name}: use --model logreg or --model mlp.")
-        if (config.train_technique or "baseline") not in TRAINERS:
-            raise ConfigError(f"Unknown --train-technique {config.train_technique!r}: choose baseline or dp-sgd.")
+            raise ConfigError(f"he-inference serves the logreg or mlp {{model}} (the MLP as its square-activation twin) "
+                              f"on tables, not {config.model!r} on {data.name}: choose logreg or mlp.", setting="model")
 
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
             on_progress: RunProgress | None = None) -> RunResult:
         self.check(config, data)
-        train_technique = config.train_technique or "baseline"
+        train_technique = config.param("train_technique")
         trainer: Callable = TRAINERS[train_technique]
         relu_accuracy = None
         if config.model == "mlp":  # the ReLU MLP for comparison, then the square MLP that is served

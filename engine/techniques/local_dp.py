@@ -29,11 +29,10 @@ from engine.data import PreparedDataset
 from engine.data.attributes import Attribute, attribute_layout, category_codes, one_hot
 from engine.measure import PeakMemory, Stopwatch
 from engine.privacy.local_randomisers import bounded_laplace, k_randomised_response, keep_probability
-from engine.techniques.base import RunContext, RunProgress, RunResult, Technique
+from engine.techniques.base import Measurement, RunContext, RunProgress, RunResult, Technique
 from engine.techniques.diffprivlib_models import LOGREG_C
 from engine.techniques.estimators import (equal_share, evaluate_estimator, fresh_accountant,
                                           single_threaded_solvers, spent_epsilon)
-from engine.techniques.registry import register_technique
 
 LABEL = "label"  # the label's key in the epsilon split
 MECHANISM = ("local: bounded-domain Laplace on [-1, 1] per numeric attribute (diffprivlib LaplaceBoundedDomain); "
@@ -73,13 +72,14 @@ def randomise_records(x: np.ndarray, y: np.ndarray, *, layout: tuple[Attribute, 
     return noisy.astype(x.dtype), labels.astype(y.dtype)
 
 
-@register_technique("local-dp")
 class LocalDP(Technique):
+    name = "local-dp"
     description = ("Local DP: each record randomised by its owner (bounded Laplace, k-ary randomised response), "
                    "then an ordinary logistic regression is trained on what they sent.")
     uses_epsilon = True
     pure_dp = True
-    privacy_model = "local"
+    trust_model = "local"
+    measurements = (Measurement("mechanism", str, "mechanism"), Measurement("estimator", str, "estimator"))
 
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
             on_progress: RunProgress | None = None) -> RunResult:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-# Configuration columns (seeds are averaged over) and the measurements shown, in display order.
+from engine.analysis.frontier import numeric_runs
+
+# Configuration columns shown (seeds are averaged over) and the measurements shown, in display order.
 HE_KEYS = ["dataset", "model", "train_technique", "target_epsilon", "max_grad_norm", "accountant", "delta",
-           "epochs", "batch_size", "learning_rate"]
+           "epochs", "batch_size", "learning_rate", "hidden_units"]
 HE_MEASURES = {  # column: (label, unit)
     "accuracy": ("accuracy under encryption", ""),
     "he_plaintext_accuracy": ("same model in plaintext", ""),
@@ -55,8 +57,11 @@ def he_view(runs: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
     for column in HE_MEASURES:
         chosen[column] = pd.to_numeric(chosen.get(column), errors="coerce").astype(float)
     keys = [key for key in HE_KEYS if key in chosen]
-    grouped = chosen.groupby(keys, dropna=False)
+    chosen = numeric_runs(chosen)
+    grouped = chosen.groupby("point_id", dropna=False, sort=False)  # one point per configuration, never pooled
     view = grouped[list(HE_MEASURES)].mean()
+    for key in keys:
+        view[key] = grouped[key].first()
     view["epsilon"] = grouped["epsilon"].max()  # the worst over seeds, as the frontier reports it
     view["seeds"] = grouped["seed"].nunique()
     view["protects"] = grouped["protects"].first()

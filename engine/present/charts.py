@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.frontier import ACCOUNTANT_NAMES, COST_METRICS
+from engine.analysis.frontier import cost_metrics
+from engine.present.labels import TRUST_MODEL_LABELS, epsilon_label
 
 BASELINE_DASHES = ("dash", "dot", "dashdot", "longdash")
 # One colour per technique · model; red is kept for the Pareto-front circles.
@@ -22,10 +23,7 @@ def _number(value, spec: str = "g", missing: str = "—") -> str:
 def epsilon_axis_title(front: pd.DataFrame) -> str:
     """'ε (PRV accountant, δ = 1e-05)': every accountant and delta the plotted epsilons come from."""
     pairs = front[["accountant", "delta"]].drop_duplicates().sort_values(["accountant", "delta"])
-    parts = []
-    for accountant, delta in pairs.itertuples(index=False):
-        name = ACCOUNTANT_NAMES.get(accountant, str(accountant))
-        parts.append(f"{name} accountant, δ = {delta:.0e}" if delta else f"{name}, pure ε")
+    parts = list(dict.fromkeys(epsilon_label(accountant, delta) for accountant, delta in pairs.itertuples(index=False)))
     return f"ε ({'; '.join(parts)})" if parts else "ε"
 
 
@@ -58,9 +56,7 @@ def metric_range(values: np.ndarray, min_span: float = 0.05) -> list[float]:
 
 
 def _hover(row, technique: str, model: str, label: str, mean: str, std: str) -> str:
-    accountant = ACCOUNTANT_NAMES.get(row.accountant, row.accountant)
-    delta = f"δ = {row.delta:.0e}" if row.delta else "pure ε"
-    return (f"<b>{technique} · {model}</b><br>ε = {row.epsilon:.3f} ({accountant}, {delta})<br>"
+    return (f"<b>{technique} · {model}</b><br>ε = {row.epsilon:.3f} ({epsilon_label(row.accountant, row.delta)})<br>"
             f"{label} = {getattr(row, mean):.4f} ± {getattr(row, std):.4f}<br>"
             f"target ε = {_number(row.target_epsilon)} · clipping norm C = {_number(row.max_grad_norm)}<br>"
             f"seeds = {row.seeds} · epochs = {row.epochs} · batch = {row.batch_size} · lr = {_number(row.learning_rate)}")
@@ -102,7 +98,7 @@ def frontier_figure(front: pd.DataFrame, reference: pd.DataFrame, metric: str = 
                 hoverinfo="skip", name=f"{name} ±1 std"))
         figure.add_trace(go.Scatter(x=points["epsilon"], y=points[mean], mode="markers", marker=dict(size=8, color=color),
                                     legendgroup=name, showlegend=False, hovertext=hover, hoverinfo="text", name=name,
-                                    customdata=points[["technique", "model", "target_epsilon", "max_grad_norm"]].to_numpy()))
+                                    customdata=points[["point_id"]].to_numpy()))
     on_front = front[front["on_front"]]
     if not on_front.empty:
         figure.add_trace(go.Scatter(x=on_front["epsilon"], y=on_front[mean], name="Pareto front", mode="markers",
@@ -127,7 +123,7 @@ def frontier_figure(front: pd.DataFrame, reference: pd.DataFrame, metric: str = 
 
 def cost_figure(points: pd.DataFrame, metric: str, cost: str) -> go.Figure:
     """Metric against a cost (training seconds, memory, later bytes or latency), private and non-private."""
-    label, unit = COST_METRICS[cost]
+    label, unit = cost_metrics()[cost]
     figure = go.Figure()
     for index, ((technique, model), group) in enumerate(points.groupby(["technique", "model"], sort=True)):
         epsilon_text = [f"ε = {e:.3g}" if pd.notna(e) else "no privacy" for e in group["epsilon"]]
@@ -156,15 +152,16 @@ def clipping_heatmap(grid: pd.DataFrame, metric: str) -> go.Figure:
 
 
 def local_global_figure(table: pd.DataFrame, metric: str) -> go.Figure:
-    """Grouped bars at each target epsilon: every global-DP technique next to every local-DP one."""
+    """Grouped bars at each target epsilon: every central-DP technique next to every local-DP one."""
     figure = go.Figure()
-    for index, ((privacy_model, technique, model), group) in enumerate(
-            table.groupby(["privacy_model", "technique", "model"], sort=True)):
+    for index, ((trust_model, technique, model), group) in enumerate(
+            table.groupby(["trust_model", "technique", "model"], sort=True)):
+        trust = TRUST_MODEL_LABELS.get(trust_model, trust_model)
         figure.add_trace(go.Bar(
             x=[format(e, "g") for e in group["target_epsilon"]], y=group["metric_mean"],
-            error_y=dict(type="data", array=group["metric_std"]), name=f"{technique} · {model} ({privacy_model} DP)",
-            marker=dict(color=PALETTE[index % len(PALETTE)], pattern_shape="/" if privacy_model == "local" else ""),
-            hovertemplate=f"{technique} · {model}, {privacy_model} DP<br>target ε %{{x}}: %{{y:.4f}}<extra></extra>"))
+            error_y=dict(type="data", array=group["metric_std"]), name=f"{technique} · {model} ({trust})",
+            marker=dict(color=PALETTE[index % len(PALETTE)], pattern_shape="/" if trust_model == "local" else ""),
+            hovertemplate=f"{technique} · {model}, {trust}<br>target ε %{{x}}: %{{y:.4f}}<extra></extra>"))
     values = (table["metric_mean"] - table["metric_std"]).to_numpy(float)
     low = max(0.0, float(np.nanmin(values)) - 0.05) if len(values) else 0.0
     figure.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=40, b=10),

@@ -12,14 +12,13 @@ import pandas as pd
 import yaml
 
 from engine import ENGINE_VERSION
-from engine.charts import cost_figure, frontier_figure
+from engine.analysis.decide import DecisionConstraints, DecisionSummary, rank_candidates
+from engine.analysis.frontier import cost_view, frontier_view
 from engine.config import RunConfig
-from engine.data import get_dataset_info
-from engine.decide import DecisionConstraints, rank_candidates, summarise_decision
-from engine.errors import ConfigError
-from engine.frontier import cost_view, epsilon_label, frontier_view
-from engine.store import ResultStore
-from engine.sweep import plan_sweep, spec_for_run
+from engine.data import DatasetInfo
+from engine.present.charts import cost_figure, frontier_figure
+from engine.present.labels import epsilon_label
+from engine.present.sentences import decision_sentences
 
 
 @dataclass(frozen=True)
@@ -57,28 +56,18 @@ font-size:.9em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text
 font-weight:600}pre{background:#f6f8fa;padding:1em;overflow-x:auto}.note{color:#555;font-size:.9em}"""
 
 
-def build_export(run_id: str, store: ResultStore, metric: str = "accuracy", *,
-                 uploads_dir: Path | None = None) -> ExportBundle:
-    """The run's reproducing config.yaml and its HTML report (a run on an upload needs the `uploads_dir` holding it)."""
-    record = store.get(run_id)
-    if record is None:
-        raise ConfigError(f"No run {run_id!r} in {store.path}: list runs with `frontier results`.")
-    if record["status"] != "ok":
-        raise ConfigError(f"Run {run_id} failed ({record['error']}): export a successful run.")
+def build_export(record: dict, spec_mapping: dict, runs: pd.DataFrame, info: DatasetInfo, *, reproduces: bool,
+                 summary: DecisionSummary | None, metric: str = "accuracy") -> ExportBundle:
+    """The config that reproduces `record`'s run and the report around it (`summary`: None for a non-private run)."""
     config = RunConfig.from_dict(record["config"])
-    spec = spec_for_run(config, uploads_dir)
-    plan = plan_sweep(spec, None, uploads_dir=uploads_dir)
-    reproduces = plan.run_ids == (run_id,)
     config_yaml = (
-        f"# Reproduces run {run_id} ({config.technique} on {config.dataset}); exported "
+        f"# Reproduces run {record['run_id']} ({config.technique} on {config.dataset}); exported "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by engine {ENGINE_VERSION}.\n"
         f"# frontier sweep --config config.yaml   (answered from the cache when the store holds it)\n"
-        + yaml.safe_dump(spec.to_mapping(), sort_keys=False)
+        + yaml.safe_dump(spec_mapping, sort_keys=False)
     )
-    runs = store.dataframe(dataset=config.dataset)
-    records = store.records(dataset=config.dataset)
-    report = _render_report(record, config, runs, records, metric, config_yaml, reproduces, uploads_dir)
-    return ExportBundle(run_id=run_id, config_yaml=config_yaml, report_html=report, reproduces=reproduces)
+    report = _render_report(record, config, runs, summary, info, metric, config_yaml, reproduces)
+    return ExportBundle(run_id=record["run_id"], config_yaml=config_yaml, report_html=report, reproduces=reproduces)
 
 
 def write_export(bundle: ExportBundle, out_dir: str | Path) -> tuple[Path, Path]:
@@ -89,13 +78,12 @@ def write_export(bundle: ExportBundle, out_dir: str | Path) -> tuple[Path, Path]
     return out / "config.yaml", out / "report.html"
 
 
-def _render_report(record, config: RunConfig, runs, records, metric, config_yaml, reproduces, uploads_dir) -> str:
-    if record.get("epsilon") is None:
-        summary = None
+def _render_report(record, config: RunConfig, runs, summary, info, metric, config_yaml, reproduces) -> str:
+    if summary is None:
         sentences = ["This is a non-private run: it carries no privacy guarantee and must not be released."]
     else:
-        summary = summarise_decision(runs, records, record["run_id"], metric)
-        sentences = [summary.sentences[key] for key in ("budget", "given_up", "search", "protects")]
+        said = decision_sentences(summary)
+        sentences = [said[key] for key in ("budget", "given_up", "search", "protects")]
     front, reference = frontier_view(runs, config.dataset, metric)
     chosen_point = (summary.epsilon, summary.metric_mean) if summary else None
     figures = [frontier_figure(front, reference, metric, chosen=chosen_point)] if not front.empty else []
@@ -111,7 +99,6 @@ def _render_report(record, config: RunConfig, runs, records, metric, config_yaml
         candidates = candidates[["technique", "model", "target_epsilon", "epsilon", "accountant", "max_grad_norm",
                                  "metric_mean", "metric_std", "seeds", "cost_mean", "run_id"]].rename(
             columns={"metric_mean": f"{metric} (mean)", "metric_std": "± std", "cost_mean": "train s"})
-    info = get_dataset_info(config.dataset, uploads_dir)
     run_fields = pd.DataFrame([(key, record.get(key)) for key in (
         "run_id", "dataset", "technique", "model", "seed", "target_epsilon", "epsilon", "accountant", "delta",
         "noise_multiplier", "max_grad_norm", "sample_rate", "steps", "epochs", "batch_size", "learning_rate",

@@ -1,0 +1,52 @@
+"""Names and short labels shared by the dashboard, the report and the CLI."""
+
+from __future__ import annotations
+
+from engine.config import RunConfig
+
+ACCOUNTANT_NAMES = {"prv": "PRV", "rdp": "RDP", "pure": "pure ε"}
+METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC"}
+TRUST_MODEL_LABELS = {"none": "no DP", "central": "central DP", "local": "local DP"}
+
+
+def epsilon_label(accountant: str | None, delta: float | None) -> str:
+    """'PRV accountant, δ = 1e-05': always said beside an epsilon."""
+    if not accountant:
+        return "no privacy"
+    if accountant == "pure" or not delta:
+        return "pure ε (δ = 0)"
+    return f"{ACCOUNTANT_NAMES.get(accountant, accountant)} accountant, δ = {delta:.0e}"
+
+
+def run_label(config: RunConfig) -> str:
+    """'dp-sgd · mlp · ε 0.5 · C 1 · seed 0'."""
+    parts = [config.technique, config.model]
+    if config.target_epsilon is not None:
+        parts.append(f"ε {config.target_epsilon:g}")
+    if config.max_grad_norm is not None:
+        parts.append(f"C {config.max_grad_norm:g}")
+    client = config.param("client")
+    if client is not None:
+        parts.append(f"client {client}")
+    return " · ".join([*parts, f"seed {config.seed}"])
+
+
+def duration(seconds: float) -> str:
+    """'2 min 05 s'."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def rough(seconds: float) -> str:
+    """'~2 min': an estimate should not look precise."""
+    if seconds < 60:
+        return f"~{max(10, round(seconds / 10) * 10)} s"
+    if seconds < 3600:
+        return f"~{round(seconds / 60)} min"
+    return f"~{seconds / 3600:.1f} h"

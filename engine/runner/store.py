@@ -1,0 +1,233 @@
+"""The result store: embedded SQLite, one row per run, written (and committed) as soon as a run ends.
+
+WAL journaling plus a commit per run means a killed sweep keeps every finished run and the file stays
+consistent. The store knows its own core columns; the columns that follow from the declarations (shared
+and technique settings, technique measurements) are passed in by whoever writes (engine.runner.records),
+added when missing, and described in the `schema_columns` table so that any reader decodes them without
+knowing any technique. `PRAGMA user_version` records the schema version: an older engine refuses a newer
+store, and opening an older store migrates it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from engine.errors import StoreError
+
+SCHEMA_VERSION = 2  # 1: unversioned stores of engine 0.1 (privacy_model column, no point_id)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str  # TEXT, REAL or INTEGER
+    json: bool = False  # stored as JSON text, decoded on read
+
+
+CORE_COLUMNS: tuple[Column, ...] = (
+    Column("run_id", "TEXT PRIMARY KEY"),
+    Column("point_id", "TEXT"),  # the configuration without its seed: runs with one point_id are one frontier point
+    Column("status", "TEXT NOT NULL"),  # "ok" or "failed"
+    Column("error", "TEXT"),
+    Column("dataset", "TEXT NOT NULL"),
+    Column("technique", "TEXT NOT NULL"),
+    Column("epsilon", "REAL"),  # what the accountant reports for the training actually done
+    Column("noise_multiplier", "REAL"),
+    Column("sample_rate", "REAL"),
+    Column("steps", "INTEGER"),
+    Column("accuracy", "REAL"),
+    Column("balanced_accuracy", "REAL"),
+    Column("roc_auc", "REAL"),
+    Column("train_seconds", "REAL"),
+    Column("peak_memory_mb", "REAL"),
+    Column("device", "TEXT"),
+    Column("n_train", "INTEGER"),
+    Column("dataset_fingerprint", "TEXT"),
+    Column("trust_model", "TEXT"),  # "none", "central" or "local" (engine.techniques.base.TRUST_MODELS)
+    Column("data_derived_bounds", "TEXT", json=True),  # columns whose preprocessing bounds came from the data
+    Column("versions", "TEXT", json=True),
+    Column("created_at", "TEXT"),
+    Column("config", "TEXT", json=True),  # the resolved RunConfig
+    Column("extra", "TEXT", json=True),  # technique-specific measurements without a column of their own
+)
+
+
+class ResultStore:
+    """Runs and calibrated noise multipliers. Use as a context manager or call close()."""
+
+    def __init__(self, path: str | os.PathLike, *, columns: Sequence[Column] = (), create: bool = True):
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder, not a result store file: pass a file path such as "
+                             f"{self.path / 'results.sqlite'}.")
+        if not create and not self.path.exists():
+            raise StoreError(f"No result store at {self.path}: run `frontier sweep` first or pass another store path.")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"Cannot open the result store {self.path} ({exc}): pass a writable path.") from exc
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._prepare([*CORE_COLUMNS, *columns])
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"{self.path} is not a usable result store ({exc}): pass another store path.") from exc
+
+    # --- schema -------------------------------------------------------------------------------------------
+    def _prepare(self, columns: Sequence[Column]) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer Privacy Frontier (store schema {version}; this engine "
+                             f"reads up to {SCHEMA_VERSION}): upgrade the engine, or use another store.")
+        exists = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone() is not None
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")} if exists else set()
+        wanted = {column.name: column for column in columns}
+        missing = [column for name, column in wanted.items() if name not in present]
+        needs_migration = exists and version < SCHEMA_VERSION
+        if not (missing or needs_migration or not exists or version != SCHEMA_VERSION):
+            self._json = self._json_columns()
+            return
+        try:
+            with self._db:  # one transaction: a failed migration leaves the file as it was
+                if not exists:
+                    body = ", ".join(f'"{c.name}" {c.sql_type}' for c in wanted.values())
+                    self._db.execute(f"CREATE TABLE runs ({body})")
+                else:
+                    if needs_migration:
+                        from engine.runner.migrations import migrate
+
+                        migrate(self._db, version)
+                        present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+                    for column in wanted.values():
+                        if column.name not in present:
+                            kind = column.sql_type.replace("PRIMARY KEY", "").replace("NOT NULL", "")
+                            self._db.execute(f'ALTER TABLE runs ADD COLUMN "{column.name}" {kind}')
+                self._db.execute("CREATE TABLE IF NOT EXISTS noise_calibrations "
+                                 "(key TEXT PRIMARY KEY, noise_multiplier REAL NOT NULL)")
+                self._db.execute("CREATE TABLE IF NOT EXISTS schema_columns (name TEXT PRIMARY KEY, json INTEGER)")
+                self._db.executemany("INSERT OR REPLACE INTO schema_columns VALUES (?, ?)",
+                                     [(c.name, int(c.json)) for c in wanted.values()])
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                raise StoreError(f"{self.path} is read-only and needs its schema updated: open it once with write "
+                                 "access, or copy it somewhere writable.") from exc
+            raise
+        self._json = self._json_columns()
+
+    def _json_columns(self) -> set[str]:
+        try:
+            return {name for name, is_json in self._db.execute("SELECT name, json FROM schema_columns") if is_json}
+        except sqlite3.OperationalError:
+            return {column.name for column in CORE_COLUMNS if column.json}
+
+    def column_names(self) -> list[str]:
+        return [row[1] for row in self._db.execute("PRAGMA table_info(runs)")]
+
+    # --- runs -------------------------------------------------------------------------------------------
+    def write(self, record: dict[str, Any]) -> None:
+        """Insert or replace one run record and commit at once."""
+        names = self.column_names()
+        unknown = set(record) - set(names)
+        if unknown:
+            raise ValueError(f"Record has fields the store does not know: {sorted(unknown)}")
+        values = [json.dumps(record.get(name)) if name in self._json else record.get(name) for name in names]
+        quoted = ", ".join(f'"{name}"' for name in names)
+        try:
+            with self._db:
+                self._db.execute(f"INSERT OR REPLACE INTO runs ({quoted}) VALUES ({', '.join('?' for _ in names)})",
+                                 values)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"Could not write run {record.get('run_id')} to {self.path} ({exc}): free disk space or "
+                             "make the store writable, then rerun the sweep (finished runs are kept).") from exc
+
+    def completed_ids(self, run_ids: Iterable[str]) -> set[str]:
+        """Which of these runs finished successfully (failed runs are tried again)."""
+        wanted = list(run_ids)
+        done: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            done.update(row[0] for row in self._db.execute(
+                f"SELECT run_id FROM runs WHERE status = 'ok' AND run_id IN ({marks})", chunk))
+        return done
+
+    def records(self, *, dataset: str | None = None, technique: str | None = None, status: str | None = None,
+                run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        clauses, params = [], []
+        for column, value in (("dataset", dataset), ("technique", technique), ("status", status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if run_ids is not None:
+            ids = list(run_ids)
+            clauses.append(f"run_id IN ({', '.join('?' for _ in ids) or 'NULL'})")
+            params.extend(ids)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        cursor = self._db.execute(f"SELECT * FROM runs {where} ORDER BY created_at, run_id", params)
+        names = [description[0] for description in cursor.description]
+        return [self._decode(dict(zip(names, row))) for row in cursor]
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        found = self.records(run_ids=[run_id])
+        return found[0] if found else None
+
+    def dataframe(self, **filters) -> pd.DataFrame:
+        """The records as a DataFrame, one column per store column."""
+        return pd.DataFrame(self.records(**filters), columns=self.column_names())
+
+    def _decode(self, record: dict[str, Any]) -> dict[str, Any]:
+        for name in self._json & set(record):
+            if record[name] is not None:
+                try:
+                    record[name] = json.loads(record[name])
+                except (TypeError, ValueError):  # written by hand or another tool: keep the text, say so
+                    record[name] = {"unreadable": str(record[name])} if name == "extra" else record[name]
+        return record
+
+    # --- noise calibration cache (engine.techniques.base.NoiseCache) -------------------------------------
+    def get_noise(self, key: str) -> float | None:
+        row = self._db.execute("SELECT noise_multiplier FROM noise_calibrations WHERE key = ?", (key,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def put_noise(self, key: str, noise_multiplier: float) -> None:
+        try:
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO noise_calibrations VALUES (?, ?)", (key, noise_multiplier))
+        except sqlite3.OperationalError:
+            pass  # a cache: a read-only or full store only means the next run calibrates again
+
+    # --- upkeep -----------------------------------------------------------------------------------------
+    def integrity_check(self) -> str:
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def store_signature(path: str | os.PathLike) -> tuple:
+    """Changes whenever a run is written (WAL mode writes the -wal file first): a cheap cache key for readers."""
+    base = Path(path)
+    signature = []
+    for part in (base, base.with_name(base.name + "-wal")):
+        try:
+            stat = part.stat()
+            signature.append((stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            signature.append(None)
+    return tuple(signature)

@@ -1,0 +1,130 @@
+"""What the dashboard pages and the CLI call: one function per thing a user does.
+
+A sweep is planned once (`plan`) and the plan handed on: to `estimate`, to `run` (in this process, the CLI)
+or to `launch` (a background job the dashboard follows). Every function takes the Workspace it works in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pandas as pd
+
+from engine import ENGINE_VERSION
+from engine.analysis.decide import DecisionSummary, summarise_decision
+from engine.analysis.frontier import numeric_runs
+from engine.config import RunConfig, SweepReport, SweepSpec
+from engine.data import get_dataset_info, load_dataset
+from engine.errors import ConfigError
+from engine.jobs import launch as job_launch
+from engine.jobs import progress as job_progress
+from engine.jobs.estimate import SweepEstimate, estimate_plan
+from engine.present.report import ExportBundle, build_export
+from engine.runner.events import ProgressCallback
+from engine.runner.execute import run_plan
+from engine.runner.plan import SweepPlan, plan_sweep, spec_for_run
+from engine.runner.records import open_store
+from engine.runner.spec import spec_from_mapping
+from engine.runner.store import CORE_COLUMNS, ResultStore, store_signature
+from engine.workspace import Workspace
+
+
+# --- sweeps -----------------------------------------------------------------------------------------------
+def read_spec(values: Mapping[str, Any]) -> SweepSpec:
+    """A strict SweepSpec from plain values (YAML, flags, a form)."""
+    return spec_from_mapping(values)
+
+
+def plan(spec: SweepSpec, workspace: Workspace) -> SweepPlan:
+    """Every check that can be made before training, and what the store already holds. Never creates it."""
+    store = ResultStore(workspace.store_path, create=False) if workspace.store_path.exists() else None
+    try:
+        return plan_sweep(spec, uploads_dir=workspace.uploads_dir, store=store)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def estimate(sweep_plan: SweepPlan, workspace: Workspace, *, workers: int = 1) -> SweepEstimate:
+    return estimate_plan(sweep_plan, workspace, workers=workers)
+
+
+def run(sweep_plan: SweepPlan, workspace: Workspace, *, workers: int = 1, device: str = "auto",
+        on_progress: ProgressCallback | None = None) -> SweepReport:
+    """Train the plan's missing runs in this process (and its workers), storing each as it ends."""
+    with open_store(workspace.store_path) as store:
+        return run_plan(sweep_plan, store=store, uploads_dir=workspace.uploads_dir, workers=workers, device=device,
+                        on_progress=on_progress)
+
+
+def launch(sweep_plan: SweepPlan, workspace: Workspace, *, workers: int = 1, device: str = "auto") -> str:
+    """Train the plan in a background job; returns its id (see latest_job, cancel)."""
+    return job_launch.start_job(sweep_plan, workspace, workers=workers, device=device)
+
+
+def latest_job(workspace: Workspace) -> job_progress.JobStatus | None:
+    job_launch.reap_children()
+    return job_progress.latest_job(workspace)
+
+
+def active_job(workspace: Workspace) -> job_progress.JobStatus | None:
+    job_launch.reap_children()
+    return job_progress.active_job(workspace)
+
+
+def job_status(job_id: str, workspace: Workspace) -> job_progress.JobStatus:
+    job_launch.reap_children()
+    return job_progress.job_status(job_id, workspace)
+
+
+def list_jobs(workspace: Workspace, *, limit: int | None = None) -> list[job_progress.JobStatus]:
+    return job_progress.list_jobs(workspace, limit=limit)
+
+
+def cancel(job_id: str, workspace: Workspace, **options) -> job_progress.JobStatus:
+    return job_launch.cancel_job(job_id, workspace, **options)
+
+
+# --- reading results ----------------------------------------------------------------------------------------
+def read_runs(workspace: Workspace) -> pd.DataFrame:
+    """Every run as a DataFrame, numeric columns as floats; empty when there is no store yet (never creates one)."""
+    if not workspace.store_path.exists():
+        return numeric_runs(pd.DataFrame(columns=[column.name for column in CORE_COLUMNS]))
+    with ResultStore(workspace.store_path, create=False) as store:
+        return numeric_runs(store.dataframe())
+
+
+def runs_signature(workspace: Workspace) -> tuple:
+    """Changes whenever a run is written: a cache key for whoever keeps read_runs' answer."""
+    return store_signature(workspace.store_path)
+
+
+def records(workspace: Workspace, **filters) -> list[dict[str, Any]]:
+    with ResultStore(workspace.store_path, create=False) as store:
+        return store.records(**filters)
+
+
+def decide(workspace: Workspace, run_id: str, metric: str = "accuracy") -> DecisionSummary:
+    """The numbers behind choosing `run_id`'s point (composition over the whole sweep included)."""
+    with ResultStore(workspace.store_path, create=False) as store:
+        return summarise_decision(store.dataframe(), store.records(), run_id, metric)
+
+
+def export(workspace: Workspace, run_id: str, metric: str = "accuracy",
+           summary: DecisionSummary | None = None) -> ExportBundle:
+    """config.yaml reproducing `run_id` and the report around it; `summary` reuses a decide() already made."""
+    with ResultStore(workspace.store_path, create=False) as store:
+        record = store.get(run_id)
+        if record is None:
+            raise ConfigError(f"No run {run_id!r} in {store.path}: list runs with `frontier results`.")
+        if record["status"] != "ok":
+            raise ConfigError(f"Run {run_id} failed ({record['error']}): export a successful run.")
+        runs = store.dataframe(dataset=record["dataset"])
+        if summary is None and record.get("epsilon") is not None:
+            summary = summarise_decision(runs, store.records(dataset=record["dataset"]), run_id, metric)
+    config = RunConfig.from_dict(record["config"])
+    info = get_dataset_info(config.dataset, workspace.uploads_dir)
+    spec = spec_for_run(config, info)
+    data = load_dataset(config.dataset, workspace.uploads_dir).subsample(config.train_subsample)
+    reproduces = config.cache_key(data.fingerprint, ENGINE_VERSION) == run_id
+    return build_export(record, spec.to_mapping(), runs, info, reproduces=reproduces, summary=summary, metric=metric)

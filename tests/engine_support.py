@@ -1,0 +1,40 @@
+"""Short forms of the engine's entry points for tests: a spec from keywords, plans and sweeps on a store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine import services
+from engine.config import SweepSpec
+from engine.data import get_dataset_info
+from engine.runner import plan as planning
+from engine.runner.spec import spec_from_mapping
+from engine.workspace import Workspace
+
+
+def make_spec(**values) -> SweepSpec:
+    """A spec from keywords, read strictly like YAML or flags (technique settings included)."""
+    return spec_from_mapping(values)
+
+
+def expand(spec: SweepSpec):
+    return planning.expand(spec, get_dataset_info(spec.dataset))
+
+
+def prepared_data(config_or_spec):
+    return planning.prepared_data(config_or_spec.dataset, config_or_spec.train_subsample, None)
+
+
+def plan_sweep(spec: SweepSpec, store_path: str | Path | None = None, *, uploads_dir: Path | None = None):
+    """Plan against the store at `store_path` (None: no store, nothing cached), finding uploads in `uploads_dir`."""
+    return planning.plan_sweep(spec, uploads_dir=uploads_dir, store=None) if store_path is None else \
+        services.plan(spec, Workspace.at(store_path))
+
+
+def run_sweep(spec: SweepSpec, *, store, uploads_dir: Path | None = None, workers: int = 1, device: str = "cpu",
+              on_progress=None):
+    """Plan and train `spec` into `store` (an open ResultStore or a path); uploads live beside the store."""
+    workspace = Workspace.at(getattr(store, "path", store))
+    assert uploads_dir is None or Path(uploads_dir) == workspace.uploads_dir, "uploads live beside their store"
+    return services.run(services.plan(spec, workspace), workspace, workers=workers, device=device,
+                        on_progress=on_progress)
