@@ -29,7 +29,7 @@ def test_adult_dirichlet_alpha_01_lowers_accuracy_and_fedprox_runs_on_the_same_p
     prox = _run("fedprox", partition="dirichlet", alpha=0.1, mu=0.1, **ADULT)
     assert iid.accuracy - skewed.accuracy > 0.01, (iid.accuracy, skewed.accuracy)
     assert prox.extra["client_sizes"] == skewed.extra["client_sizes"]
-    assert prox.extra["client_label_mix"] == skewed.extra["client_label_mix"]
+    assert prox.extra["client_label_mix_not_private"] == skewed.extra["client_label_mix_not_private"]
 
 
 def test_heart_four_hospitals_fed_dp_sgd_against_one_hospital_and_pooled(tmp_path):

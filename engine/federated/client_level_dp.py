@@ -23,14 +23,17 @@ FEW_CLIENTS = 100  # client-level DP over fewer clients than this gets a warning
 class ClientLevelDP(StrategyWrapper):
     """Client-side fixed clipping, Poisson client sampling, Gaussian noise on the sum (server side)."""
 
-    def __init__(self, strategy, *, clip: float, noise_multiplier: float, sample_rate: float, n_clients: int):
+    def __init__(self, strategy, *, clip: float, noise_multiplier: float, sample_rate: float, n_clients: int,
+                 secret_rng: np.random.Generator):
+        """`secret_rng` (engine.privacy.randomness) draws the client sample and the noise: never the run's seed."""
         super().__init__(strategy)
         self.clip, self.noise_multiplier = clip, noise_multiplier
         self.sample_rate, self.n_clients = sample_rate, n_clients
+        self.secret_rng = secret_rng
         self.clipped = self.uploads = 0
 
     def configure_fit(self, round_index, rng):
-        return [int(c) for c in np.flatnonzero(rng.random(self.n_clients) < self.sample_rate)]
+        return [int(c) for c in np.flatnonzero(self.secret_rng.random(self.n_clients) < self.sample_rate)]
 
     def client_message(self, update: ClientUpdate, round_index: int) -> Message:
         norm = float(np.linalg.norm(update.delta))
@@ -43,11 +46,15 @@ class ClientLevelDP(StrategyWrapper):
         return float(self.n_clients)  # weights are 1; vectors are clipped to S
 
     def server_update(self, total, total_weight, params, rng):
-        noisy = total + rng.normal(0.0, self.noise_multiplier * self.clip, size=total.shape)
+        """Every round, an aborted or empty one too: the noisy sum over a fixed denominator."""
+        noisy = total + self.secret_rng.normal(0.0, self.noise_multiplier * self.clip, size=total.shape)
         return params + noisy / (self.sample_rate * self.n_clients)
 
     def describe(self) -> dict:
-        return {**self.strategy.describe(), "dp": "client-level", "clipped_fraction": self.clipped / max(1, self.uploads)}
+        # The clipped fraction is computed from the raw updates and released without noise: a diagnostic, not covered
+        # by epsilon (named so wherever it is shown).
+        return {**self.strategy.describe(), "dp": "client-level",
+                "clipped_fraction_not_private": self.clipped / max(1, self.uploads)}
 
 
 def client_level_noise(*, target_epsilon: float, delta: float, clients_per_round: int, n_clients: int, rounds: int,

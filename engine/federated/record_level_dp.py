@@ -23,6 +23,7 @@ from torch import nn
 
 from engine.federated.local import ClientData, LocalOptions, ParamLayout
 from engine.privacy.accounting import epsilon_for
+from engine.privacy.randomness import PrivacyRandomness
 
 
 def record_level_plan(sizes: list[int], batch_size: int, local_epochs: int, rounds: int) -> tuple[float, int, int]:
@@ -35,8 +36,10 @@ class DPSGDTrainer:
     """Each selected client runs Opacus DP-SGD (GradSampleModule + DPOptimizer over Adam) on its own rows."""
 
     def __init__(self, model: nn.Module, layout: ParamLayout, *, noise_multiplier: float, max_grad_norm: float,
-                 sample_rate: float, steps_per_epoch: int):
+                 sample_rate: float, steps_per_epoch: int, randomness: PrivacyRandomness):
+        """`randomness` (engine.privacy.randomness) draws every Poisson sample and all noise: never the seed."""
         self.layout = layout
+        self.randomness = randomness
         self.module = GradSampleModule(copy.deepcopy(model), loss_reduction="mean")
         self.noise_multiplier, self.max_grad_norm = noise_multiplier, max_grad_norm
         self.sample_rate, self.steps_per_epoch = sample_rate, steps_per_epoch
@@ -49,8 +52,8 @@ class DPSGDTrainer:
             model = self.layout.load(self.module._module, global_vector)
             self.module.train()
             rows = data.indices[client]
-            sampler = np.random.default_rng([seed, 0xD95, round_index, client])
-            noise = torch.Generator(device=data.device).manual_seed(int(sampler.integers(2 ** 62)))
+            sampler = self.randomness.numpy_generator()
+            noise = self.randomness.torch_generator(str(data.device))
             optimizer = DPOptimizer(torch.optim.Adam(self.module.parameters(), lr=options.learning_rate),
                                     noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
                                     expected_batch_size=self.sample_rate * len(rows), generator=noise)
@@ -58,11 +61,12 @@ class DPSGDTrainer:
                 warnings.filterwarnings("ignore", message="Full backward hook is firing")
                 for _ in range(options.epochs * self.steps_per_epoch):
                     batch = rows[sampler.random(len(rows)) < self.sample_rate]  # Poisson sampling within the client
-                    if len(batch) == 0:  # an empty draw releases nothing; the step is still accounted
-                        continue
-                    index = torch.as_tensor(batch, device=data.device)
+                    index = torch.as_tensor(batch, device=data.device, dtype=torch.long)
                     optimizer.zero_grad(set_to_none=True)
-                    criterion(self.module(data.x[index]), data.y[index]).backward()
+                    scores = self.module(data.x[index])
+                    # An empty draw still steps (noise only), as the accountant assumes: skipping it would show.
+                    loss = criterion(scores, data.y[index]) if len(batch) else scores.sum() * 0.0
+                    loss.backward()
                     optimizer.step()
             updates[slot] = self.layout.model_vector(model) - global_vector
         return updates

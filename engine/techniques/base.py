@@ -15,6 +15,7 @@ from typing import Any, Callable, ClassVar, Hashable, Iterable, Iterator, Protoc
 
 from engine.config import RunConfig, SweepSpec
 from engine.data import DatasetInfo, PreparedDataset
+from engine.privacy.randomness import PrivacyRandomness, SecretRandomness
 from engine.settings import Setting, declared_settings
 
 # Called with the fraction (0..1) of the current run that is done.
@@ -98,6 +99,8 @@ class RunContext:
 
     device: str  # "cpu" or "cuda", already resolved
     noise_cache: NoiseCache | None = None
+    # Every privacy-relevant draw (noise, sampling, randomisation) comes from here: secret, never the seed.
+    randomness: PrivacyRandomness = field(default_factory=SecretRandomness)
 
 
 class Technique(ABC):

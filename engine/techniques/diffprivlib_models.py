@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from diffprivlib import BudgetAccountant
-from diffprivlib.models import GaussianNB, LogisticRegression, RandomForestClassifier
+from diffprivlib.models import GaussianNB, LogisticRegression
 
 from engine.config import RunConfig
 from engine.data import PreparedDataset
@@ -25,14 +25,14 @@ from engine.measure import PeakMemory, Stopwatch
 from engine.techniques.base import Measurement, RunContext, RunProgress, RunResult, Technique
 from engine.techniques.estimators import (evaluate_estimator, flat, fresh_accountant, public_bounds,
                                           public_data_norm, single_threaded_solvers, spent_epsilon)
+from engine.techniques.random_tree_forest import IndependentAssignmentForest, depth_for
 
 LOGREG_C = 1.0  # inverse L2 strength; objective perturbation needs the regulariser (diffprivlib's default)
 LOGREG_MAX_ITER = 300  # Adult converges in under 200 iterations; 100 stopped early at epsilon 10
 # diffprivlib's forest picks a random attribute and threshold per split and gives each tree a disjoint
 # share of the rows. 10 trees of depth 8 over one column per original attribute did best among the few
 # settings tried on Adult and Credit (benchmarks/README.md); one-hot columns left most splits on rare categories.
-FOREST_TREES = 10
-FOREST_DEPTH = 8
+FOREST_TREES = 10  # the depth follows the data size (random_tree_forest.depth_for)
 
 
 class DiffprivlibTechnique(Technique):
@@ -48,8 +48,9 @@ class DiffprivlibTechnique(Technique):
     mechanism: ClassVar[str]
 
     @abstractmethod
-    def build(self, config: RunConfig, data: PreparedDataset, accountant: BudgetAccountant) -> Any:
-        """The unfitted estimator, seeded with config.seed and spending through `accountant`."""
+    def build(self, config: RunConfig, data: PreparedDataset, accountant: BudgetAccountant,
+              random_state: np.random.RandomState) -> Any:
+        """The unfitted estimator, drawing from the secret `random_state` and spending through `accountant`."""
 
     def features(self, x: np.ndarray, data: PreparedDataset) -> np.ndarray:
         """What the estimator sees; the same transform is applied to the test set."""
@@ -69,7 +70,7 @@ class DiffprivlibTechnique(Technique):
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
             on_progress: RunProgress | None = None) -> RunResult:
         accountant = fresh_accountant(config.target_epsilon)
-        model = self.build(config, data, accountant)
+        model = self.build(config, data, accountant, context.randomness.random_state())
         with PeakMemory("cpu") as memory, Stopwatch() as clock, single_threaded_solvers():
             self.fit(model, self.features(data.x_train, data), data)
         metrics = evaluate_estimator(model, self.features(data.x_test, data), data)
@@ -91,9 +92,9 @@ class DPLogisticRegression(DiffprivlibTechnique):
                  "L2-regularised logistic loss, rows clipped to the public data_norm (Chaudhuri, Monteleoni & "
                  "Sarwate 2011); one-vs-rest with epsilon / classes each for more than two classes")
 
-    def build(self, config, data, accountant):
+    def build(self, config, data, accountant, random_state):
         return LogisticRegression(epsilon=config.target_epsilon, data_norm=public_data_norm(data), C=LOGREG_C,
-                                  max_iter=LOGREG_MAX_ITER, random_state=config.seed, accountant=accountant)
+                                  max_iter=LOGREG_MAX_ITER, random_state=random_state, accountant=accountant)
 
     def split(self, config, data):
         classes = 1 if data.n_classes == 2 else data.n_classes  # OvR: parallel fits, sequential composition
@@ -111,8 +112,8 @@ class DPNaiveBayes(DiffprivlibTechnique):
                  "per-class feature means by truncated Laplace (epsilon/3 over the features) and variances by "
                  "bounded-domain Laplace (epsilon/3 over the features), public bounds (Vaidya et al. 2013)")
 
-    def build(self, config, data, accountant):
-        return GaussianNB(epsilon=config.target_epsilon, bounds=public_bounds(data), random_state=config.seed,
+    def build(self, config, data, accountant, random_state):
+        return GaussianNB(epsilon=config.target_epsilon, bounds=public_bounds(data), random_state=random_state,
                           accountant=accountant)
 
     def fit(self, model, x, data):
@@ -126,25 +127,27 @@ class DPNaiveBayes(DiffprivlibTechnique):
 
 class DPRandomForest(DiffprivlibTechnique):
     name = "dp-forest"
-    description = "diffprivlib RandomForestClassifier: random trees, leaf labels by permute-and-flip."
-    estimator_name = "diffprivlib RandomForestClassifier"
-    mechanism = ("random decision forest: data-independent random splits within public bounds, each tree on a "
-                 "disjoint share of the rows (parallel composition), leaf labels chosen by permute-and-flip "
-                 "(McKenna & Sheldon 2020) at the full epsilon")
+    description = ("A forest of diffprivlib DP decision trees, each row assigned to one tree independently at random: "
+                   "epsilon covers the whole forest (parallel composition over the trees).")
+    estimator_name = "forest of diffprivlib DecisionTreeClassifier"
+    mechanism = ("random decision forest: every row joins one tree drawn uniformly and independently (secret "
+                 "randomness), data-independent random splits within public bounds, leaf labels by permute-and-flip "
+                 "(McKenna & Sheldon 2020) at the full epsilon per tree; neighbouring tables differ in one tree only")
 
     def features(self, x, data):
         if data.is_image:
             return flat(x)
         return compact_table(x, attribute_layout(data))  # (n, attributes): one column per original attribute
 
-    def build(self, config, data, accountant):
+    def build(self, config, data, accountant, random_state):
         lower, upper = public_bounds(data) if data.is_image else compact_bounds(attribute_layout(data))
-        return RandomForestClassifier(n_estimators=FOREST_TREES, max_depth=FOREST_DEPTH, epsilon=config.target_epsilon,
-                                      bounds=(lower, upper), classes=np.arange(data.n_classes),
-                                      random_state=config.seed, accountant=accountant)
+        return IndependentAssignmentForest(n_trees=FOREST_TREES, max_depth=depth_for(data.n_train, FOREST_TREES),
+                                           epsilon=config.target_epsilon, bounds=(lower, upper),
+                                           classes=np.arange(data.n_classes), random_state=random_state,
+                                           accountant=accountant)
 
     def split(self, config, data):
-        return {"leaf labels (permute-and-flip, disjoint rows per tree)": config.target_epsilon}
+        return {"leaf labels (permute-and-flip), one tree per row": config.target_epsilon}
 
     def fixed_settings(self, model):
-        return {"n_estimators": FOREST_TREES, "max_depth": FOREST_DEPTH}
+        return {"n_estimators": model.n_trees, "max_depth": model.max_depth}

@@ -41,16 +41,19 @@ def train_dp_sgd(config: RunConfig, data: PreparedDataset, *, context: RunContex
         target_epsilon=config.target_epsilon, delta=config.delta, sample_rate=sample_rate,
         steps=planned_steps, accountant=config.accountant, cache=context.noise_cache,
     )
-    generator = seed_everything(config.seed)
+    seed_everything(config.seed)  # the model's initialisation only: not privacy-relevant
     model = build(config, data).to(context.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     with warnings.catch_warnings():
-        # Opacus warns that secure_mode is off; we report what we run (CSPRNG noise is future work).
+        # Opacus warns that secure_mode is off: its CSPRNG (torchcsprng) does not install with torch 2.13. The
+        # Poisson sample and the noise come from secret generators instead (engine.privacy.randomness).
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant=config.accountant)
+        sampling = context.randomness.torch_generator("cpu")  # Opacus' Poisson sampler uses the loader's generator
         model, optimizer, loader = engine.make_private(
-            module=model, optimizer=optimizer, data_loader=train_loader(data, config.batch_size, generator),
+            module=model, optimizer=optimizer, data_loader=train_loader(data, config.batch_size, sampling),
             noise_multiplier=noise_multiplier, max_grad_norm=config.max_grad_norm, poisson_sampling=True,
+            noise_generator=context.randomness.torch_generator(context.device),
         )
     with PeakMemory(context.device) as memory, Stopwatch() as clock, warnings.catch_warnings():
         # Opacus' hooks fire on the first layer whose input needs no gradient: harmless, and noisy.

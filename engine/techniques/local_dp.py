@@ -88,7 +88,8 @@ class LocalDP(Technique):
         accountant = fresh_accountant(config.target_epsilon)  # confirms the shares compose to the budget
         for share in split.values():
             accountant.spend(share, 0.0)
-        rng = np.random.default_rng(config.seed)
+        # Each owner's randomisation must be secret even from whoever holds every record we keep: never the seed.
+        rng = context.randomness.numpy_generator()
         with PeakMemory("cpu") as memory, Stopwatch() as clock:
             x_sent, y_sent = randomise_records(data.x_train, data.y_train, layout=layout,
                                                n_classes=data.n_classes, split=split, rng=rng)

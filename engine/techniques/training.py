@@ -17,7 +17,8 @@ from engine.techniques.base import RunProgress
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed every RNG a run touches; returns a generator for the data loader."""
+    """Seed the RNGs behind what is not privacy-relevant (model initialisation, non-private shuffling); returns a
+    generator for a non-private data loader. Privacy-relevant draws never come from here (RunContext.randomness)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -40,10 +41,12 @@ def train_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Dat
     model.train()
     for epoch in range(epochs):
         for features, labels in loader:
-            if len(labels) == 0:  # Poisson sampling can draw an empty batch
-                continue
             optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(features.to(device)), labels.to(device))
+            scores = model(features.to(device))
+            # Poisson sampling can draw an empty batch: it still steps (DP-SGD then adds noise only, and the
+            # accountant counts it), since skipping it would reveal that the batch was empty. A mean over no rows
+            # is NaN, so an empty batch's loss is a zero that keeps the graph.
+            loss = criterion(scores, labels.to(device)) if len(labels) else scores.sum() * 0.0
             loss.backward()
             optimizer.step()
         if on_progress:

@@ -43,14 +43,16 @@ class SecureAggregation(StrategyWrapper):
             inputs[message.client] = self.quantiser.encode(values)
         for client in dropped:  # they shared keys, then vanished before uploading (their input is never used)
             inputs[client] = np.zeros(params.size + 1, dtype=np.uint32)
+        # A round with no aggregate still goes through the wrapped server update with an empty sum, so a DP
+        # wrapper adds its noise exactly as in every other round (the accountant counts every round).
         if len(inputs) < 2:  # nothing to hide a single update among: no aggregate this round
             self.aborted_rounds += 1
-            return params
+            return self.server_update(np.zeros_like(params), 0.0, params, rng)
         try:
             total = self.quantiser.decode(secure_sum(inputs, set(dropped), threshold_for(len(inputs)), traffic, round_index))
         except SecAggAborted:
             self.aborted_rounds += 1
-            return params
+            return self.server_update(np.zeros_like(params), 0.0, params, rng)
         return self.server_update(total[:-1], float(total[-1]), params, rng)  # (dim,) sum of vectors, sum of weights
 
     def describe(self) -> dict:
