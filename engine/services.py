@@ -14,7 +14,7 @@ from engine import ENGINE_VERSION
 from engine.analysis.decide import DecisionSummary, summarise_decision
 from engine.analysis.frontier import numeric_runs
 from engine.config import RunConfig, SweepReport, SweepSpec
-from engine.data import get_dataset_info, load_dataset
+from engine.data import get_dataset_info
 from engine.errors import ConfigError
 from engine.jobs import launch as job_launch
 from engine.jobs import progress as job_progress
@@ -22,7 +22,7 @@ from engine.jobs.estimate import SweepEstimate, estimate_plan
 from engine.present.report import ExportBundle, build_export
 from engine.runner.events import ProgressCallback
 from engine.runner.execute import run_plan
-from engine.runner.plan import SweepPlan, plan_sweep, spec_for_run
+from engine.runner.plan import SweepPlan, plan_sweep, prepared_data, spec_for_run
 from engine.runner.records import open_store
 from engine.runner.spec import spec_from_mapping
 from engine.runner.store import CORE_COLUMNS, ResultStore, store_signature
@@ -125,6 +125,6 @@ def export(workspace: Workspace, run_id: str, metric: str = "accuracy",
     config = RunConfig.from_dict(record["config"])
     info = get_dataset_info(config.dataset, workspace.uploads_dir)
     spec = spec_for_run(config, info)
-    data = load_dataset(config.dataset, workspace.uploads_dir).subsample(config.train_subsample)
+    data = prepared_data(config.dataset, config.train_subsample, workspace.uploads_dir)
     reproduces = config.cache_key(data.fingerprint, ENGINE_VERSION) == run_id
     return build_export(record, spec.to_mapping(), runs, info, reproduces=reproduces, summary=summary, metric=metric)

@@ -21,8 +21,9 @@ def expand(spec: SweepSpec):
     return planning.expand(spec, get_dataset_info(spec.dataset))
 
 
-def prepared_data(config_or_spec):
-    return planning.prepared_data(config_or_spec.dataset, config_or_spec.train_subsample, None)
+def prepared_data(config_or_spec, uploads_dir: Path | None = None):
+    """The rows a run of this config or spec trains, validates and tests on."""
+    return planning.prepared_data(config_or_spec.dataset, config_or_spec.train_subsample, uploads_dir)
 
 
 def plan_sweep(spec: SweepSpec, store_path: str | Path | None = None, *, uploads_dir: Path | None = None):

@@ -163,16 +163,16 @@ def test_only_the_training_set_is_randomised(monkeypatch):
         randomised.append((x, y))
         return real_randomise(x, y, **kwargs)
 
-    def spy_evaluate(model, x_test, data_):
-        evaluated.append(x_test)
-        return real_evaluate(model, x_test, data_)
+    def spy_evaluate(model, data_, features):
+        evaluated.append(data_)
+        return real_evaluate(model, data_, features)
 
     monkeypatch.setattr(local_dp, "randomise_records", spy_randomise)
     monkeypatch.setattr(local_dp, "evaluate_estimator", spy_evaluate)
     result = create_technique("local-dp").run(config, data, context=RunContext(device="cpu"))
 
     assert len(randomised) == 1 and randomised[0][0] is data.x_train and randomised[0][1] is data.y_train
-    assert len(evaluated) == 1 and evaluated[0] is data.x_test  # scored on the real test rows
+    assert len(evaluated) == 1 and evaluated[0] is data  # scored on the real (never randomised) test rows
     np.testing.assert_array_equal(data.x_test, test_before[0])
     np.testing.assert_array_equal(data.y_test, test_before[1])
     split = result.extra["epsilon_split"]

@@ -16,7 +16,7 @@ from engine.data.uploads.limits import MIN_TRAIN_PER_CLASS
 from engine.data.uploads.register import delete_upload, register_upload
 from engine.data.uploads.validate import UploadSpec, slugify, validate_upload
 from engine.errors import ConfigError, DataError
-from engine_support import make_spec, run_sweep
+from engine_support import make_spec, prepared_data, run_sweep
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "loan_applications.csv"
 IDENTIFIERS = {"applicant_id", "full_name", "email", "phone", "national_id", "zip_code"}
@@ -231,7 +231,7 @@ def test_a_sweep_on_the_upload_runs_and_records_data_derived_bounds(raw, inspect
     report = run_sweep(spec, store=store, uploads_dir=uploads, device="cpu")
     assert (report.trained, report.failed) == (2, 0)
     records = {record["technique"]: record for record in store.records(dataset="loans")}
-    data = load_dataset("loans", uploads)
+    data = prepared_data(spec, uploads)  # the rows the runs saw: training rows less the validation rows
     majority = max(data.y_test.mean(), 1 - data.y_test.mean())
     for record in records.values():
         assert record["status"] == "ok" and record["dataset_fingerprint"] == data.fingerprint

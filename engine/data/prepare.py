@@ -21,6 +21,9 @@ from engine.data.catalogue import DatasetInfo, get_dataset_info
 from engine.errors import DataError
 
 SUBSAMPLE_SEED = 0  # the subset for train_subsample is the same for every run: only its size varies
+VALIDATION_SEED = 1  # the validation rows are the same for every run
+VALIDATION_FRACTION = 0.2  # of the training rows, held out of training to choose thresholds and configurations
+MAX_VALIDATION_ROWS = 10_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +41,8 @@ class PreparedDataset:
     fingerprint: str
     is_image: bool = False
     data_derived_bounds: tuple[str, ...] = ()  # columns whose bounds were computed from the rows
+    x_val: np.ndarray | None = None  # validation rows carved from the training rows (with_validation)
+    y_val: np.ndarray | None = None
 
     @property
     def n_train(self) -> int:
@@ -56,10 +61,30 @@ class PreparedDataset:
                        fingerprint=_fingerprint(self.x_train[rows], self.y_train[rows], self.x_test, self.y_test,
                                                 self.feature_names))
 
+    def with_validation(self, fraction: float = VALIDATION_FRACTION) -> "PreparedDataset":
+        """Hold a fixed, stratified share of the training rows out as validation rows (the same for every seed):
+        configurations and decision thresholds are chosen on them, so the test rows only report the choice."""
+        if self.x_val is not None:
+            return self
+        rng = np.random.default_rng(VALIDATION_SEED)
+        held = []
+        for label in np.unique(self.y_train):  # stratified: every class keeps its share in both parts
+            rows = rng.permutation(np.flatnonzero(self.y_train == label))
+            held.append(rows[: int(round(len(rows) * fraction))])
+        validation = np.sort(np.concatenate(held))
+        if len(validation) > MAX_VALIDATION_ROWS:
+            validation = np.sort(rng.choice(validation, MAX_VALIDATION_ROWS, replace=False))
+        keep = np.setdiff1d(np.arange(self.n_train), validation)
+        x_train, y_train = self.x_train[keep], self.y_train[keep]
+        x_val, y_val = self.x_train[validation], self.y_train[validation]
+        return replace(self, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
+                       fingerprint=_fingerprint(x_train, y_train, self.x_test, self.y_test, self.feature_names,
+                                                x_val, y_val))
 
-def _fingerprint(x_train, y_train, x_test, y_test, feature_names) -> str:
+
+def _fingerprint(x_train, y_train, x_test, y_test, feature_names, *validation) -> str:
     digest = hashlib.sha256()
-    for array in (x_train, y_train, x_test, y_test):
+    for array in (x_train, y_train, x_test, y_test, *validation):
         contiguous = np.ascontiguousarray(array)
         digest.update(str((contiguous.shape, contiguous.dtype.str)).encode())
         digest.update(contiguous.tobytes())

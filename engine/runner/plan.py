@@ -81,7 +81,7 @@ def prepared_data(dataset: str, train_subsample: int | None, uploads_dir: Path |
         raise ConfigError(f"{{train_subsample}} {train_subsample} is not smaller than the {data.n_train} training "
                           f"rows of {dataset}: lower it, or leave it unset to train on every row.",
                           setting="train_subsample")
-    return data.subsample(train_subsample)
+    return data.subsample(train_subsample).with_validation()
 
 
 def plan_sweep(spec: SweepSpec, *, uploads_dir: Path | None, store=None) -> SweepPlan:

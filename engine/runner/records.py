@@ -14,6 +14,8 @@ import traceback
 import typing
 from datetime import datetime, timezone
 
+import numpy as np
+
 from engine import ENGINE_VERSION
 from engine.config import RunConfig
 from engine.data import PreparedDataset
@@ -58,6 +60,16 @@ def versions() -> dict[str, str]:
             "platform": platform.platform()}
 
 
+def trivial_rates(data: PreparedDataset) -> dict[str, float | None]:
+    """What always predicting the training rows' commonest class scores on the test and validation rows (its
+    balanced accuracy is 1 / classes and its ROC AUC 0.5 by construction): the floor every model must clear."""
+    commonest = int(np.bincount(data.y_train, minlength=data.n_classes).argmax())
+    rates = {"trivial_accuracy": float(np.mean(data.y_test == commonest))}
+    rates["trivial_val_accuracy"] = (float(np.mean(data.y_val == commonest))
+                                     if data.y_val is not None and len(data.y_val) else None)
+    return rates
+
+
 def make_record(run_id: str, config: RunConfig, data: PreparedDataset, outcome: RunResult | BaseException,
                 device: str, columns: set[str]) -> dict:
     """The record of one finished run; `columns` are the store's, so measurements with a column get it."""
@@ -65,7 +77,7 @@ def make_record(run_id: str, config: RunConfig, data: PreparedDataset, outcome: 
         "run_id": run_id, **config.to_dict(), "point_id": config.point_key(data.fingerprint, ENGINE_VERSION),
         "n_train": data.n_train, "dataset_fingerprint": data.fingerprint,
         "trust_model": get_technique_class(config.technique).trust_model_for(config),
-        "data_derived_bounds": list(data.data_derived_bounds), "versions": versions(),
+        "data_derived_bounds": list(data.data_derived_bounds), "versions": versions(), **trivial_rates(data),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "config": config.to_dict(),
         "device": device,
     }
@@ -75,7 +87,9 @@ def make_record(run_id: str, config: RunConfig, data: PreparedDataset, outcome: 
                       extra={"traceback": "".join(traceback.format_exception(outcome))[-4000:]})
     else:
         record.update(status="ok", error=None, accuracy=outcome.accuracy, balanced_accuracy=outcome.balanced_accuracy,
-                      roc_auc=outcome.roc_auc, train_seconds=outcome.train_seconds,
+                      roc_auc=outcome.roc_auc, val_accuracy=outcome.val_accuracy,
+                      val_balanced_accuracy=outcome.val_balanced_accuracy, val_roc_auc=outcome.val_roc_auc,
+                      decision_threshold=outcome.decision_threshold, train_seconds=outcome.train_seconds,
                       peak_memory_mb=outcome.peak_memory_mb, device=outcome.device, epsilon=outcome.epsilon,
                       noise_multiplier=outcome.noise_multiplier, sample_rate=outcome.sample_rate,
                       steps=outcome.steps)

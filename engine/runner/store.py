@@ -45,6 +45,12 @@ CORE_COLUMNS: tuple[Column, ...] = (
     Column("accuracy", "REAL"),
     Column("balanced_accuracy", "REAL"),
     Column("roc_auc", "REAL"),
+    Column("val_accuracy", "REAL"),  # the metrics on the validation rows: what configurations are chosen on
+    Column("val_balanced_accuracy", "REAL"),
+    Column("val_roc_auc", "REAL"),
+    Column("decision_threshold", "REAL"),  # positive-class threshold chosen on the validation rows
+    Column("trivial_accuracy", "REAL"),  # always predicting the training rows' commonest class, on the test rows
+    Column("trivial_val_accuracy", "REAL"),  # the same on the validation rows
     Column("train_seconds", "REAL"),
     Column("peak_memory_mb", "REAL"),
     Column("device", "TEXT"),

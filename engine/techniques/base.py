@@ -73,6 +73,10 @@ class RunResult:
     train_seconds: float
     peak_memory_mb: float | None
     device: str
+    val_accuracy: float | None = None  # the same metrics on the validation rows (held out of training)
+    val_balanced_accuracy: float | None = None
+    val_roc_auc: float | None = None
+    decision_threshold: float | None = None  # positive-class threshold chosen on the validation rows
     epsilon: float | None = None  # what the accountant reports for the training actually done
     noise_multiplier: float | None = None
     sample_rate: float | None = None

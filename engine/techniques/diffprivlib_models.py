@@ -73,7 +73,7 @@ class DiffprivlibTechnique(Technique):
         model = self.build(config, data, accountant, context.randomness.random_state())
         with PeakMemory("cpu") as memory, Stopwatch() as clock, single_threaded_solvers():
             self.fit(model, self.features(data.x_train, data), data)
-        metrics = evaluate_estimator(model, self.features(data.x_test, data), data)
+        metrics = evaluate_estimator(model, data, lambda x: self.features(x, data))
         if on_progress:
             on_progress(1.0)
         return RunResult(

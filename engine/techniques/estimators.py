@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from engine.data import PreparedDataset
 from engine.data.attributes import attribute_layout, max_row_norm
-from engine.techniques.training import score_metrics
+from engine.techniques.metrics import score_metrics
 
 
 def flat(x: np.ndarray) -> np.ndarray:
@@ -76,9 +76,14 @@ def single_threaded_solvers() -> Iterator[None]:
         yield
 
 
-def evaluate_estimator(model, x_test: np.ndarray, data: PreparedDataset) -> dict[str, float | None]:
-    """Accuracy, balanced accuracy and ROC AUC on the (never randomised) test set, as training.evaluate does."""
-    probabilities = model.predict_proba(x_test)  # (n_test, classes the model saw)
-    scores = np.zeros((len(x_test), data.n_classes))
-    scores[:, np.asarray(model.classes_, dtype=np.int64)] = probabilities  # a class the model never saw scores 0
-    return score_metrics(scores, data)
+def evaluate_estimator(model, data: PreparedDataset, features=flat) -> dict[str, float | None]:
+    """Test and validation metrics (never randomised rows) as training.evaluate gives them; `features` turns
+    prepared rows into what the estimator sees."""
+    def scores(x: np.ndarray) -> np.ndarray:
+        probabilities = model.predict_proba(features(x))  # (n, classes the model saw)
+        full = np.zeros((len(x), data.n_classes))
+        full[:, np.asarray(model.classes_, dtype=np.int64)] = probabilities  # a class the model never saw scores 0
+        return full
+
+    validation = scores(data.x_val) if data.x_val is not None else None
+    return score_metrics(scores(data.x_test), data, validation)

@@ -165,6 +165,9 @@ class HEInference(Technique):
         return RunResult(
             accuracy=he_accuracy, balanced_accuracy=float(balanced_accuracy_score(y, scoring.decisions)),
             roc_auc=_roc_auc(y, scoring.scores, data.n_classes), train_seconds=trained.train_seconds,
+            # Validation figures of the served model in plaintext (the encrypted decisions are made on the test rows).
+            val_accuracy=trained.val_accuracy, val_balanced_accuracy=trained.val_balanced_accuracy,
+            val_roc_auc=trained.val_roc_auc,
             peak_memory_mb=peak, device=context.device, epsilon=trained.epsilon,
             noise_multiplier=trained.noise_multiplier, sample_rate=trained.sample_rate, steps=trained.steps,
             extra=extra,

@@ -97,7 +97,7 @@ class LocalDP(Technique):
                 on_progress(0.5)
             with single_threaded_solvers():
                 model = _ordinary_model(y_sent).fit(x_sent, y_sent)  # post-processing: costs no privacy
-        metrics = evaluate_estimator(model, data.x_test, data)  # the real, never randomised test set
+        metrics = evaluate_estimator(model, data, lambda x: x)  # the real, never randomised validation and test rows
         if on_progress:
             on_progress(1.0)
         return RunResult(

@@ -6,7 +6,6 @@ import random
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -14,6 +13,7 @@ from engine.config import RunConfig
 from engine.data import PreparedDataset
 from engine.models import build_model
 from engine.techniques.base import RunProgress
+from engine.techniques.metrics import score_metrics
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -54,29 +54,17 @@ def train_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Dat
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: PreparedDataset, device: str, batch_size: int = 4096) -> dict[str, float | None]:
-    """Accuracy, balanced accuracy and ROC AUC (one-vs-rest macro for several classes) on the test set."""
+def class_scores(model: nn.Module, x: np.ndarray, device: str, batch_size: int = 4096) -> np.ndarray:
+    """Softmax class scores (n, classes) of `model` on rows `x`."""
     model.eval()
     probabilities = []
-    for start in range(0, len(data.y_test), batch_size):
-        features = torch.from_numpy(data.x_test[start:start + batch_size]).to(device)
+    for start in range(0, len(x), batch_size):
+        features = torch.from_numpy(x[start:start + batch_size]).to(device)
         probabilities.append(torch.softmax(model(features), dim=1).cpu().numpy())  # (B, classes)
-    scores = np.concatenate(probabilities)  # (n_test, classes)
-    return score_metrics(scores, data)
+    return np.concatenate(probabilities) if probabilities else np.zeros((0, 2))
 
 
-def score_metrics(scores: np.ndarray, data: PreparedDataset) -> dict[str, float | None]:
-    """Accuracy, balanced accuracy and ROC AUC from class scores (n_test, classes) on the test set."""
-    predictions = scores.argmax(axis=1)
-    try:
-        if data.n_classes == 2:
-            roc_auc = float(roc_auc_score(data.y_test, scores[:, 1]))
-        else:
-            roc_auc = float(roc_auc_score(data.y_test, scores, multi_class="ovr", average="macro"))
-    except ValueError:  # a test set with a single class has no ROC AUC
-        roc_auc = None
-    return {
-        "accuracy": float(accuracy_score(data.y_test, predictions)),
-        "balanced_accuracy": float(balanced_accuracy_score(data.y_test, predictions)),
-        "roc_auc": roc_auc,
-    }
+def evaluate(model: nn.Module, data: PreparedDataset, device: str) -> dict[str, float | None]:
+    """Test and validation metrics at a threshold chosen on the validation rows (engine.techniques.metrics)."""
+    validation = class_scores(model, data.x_val, device) if data.x_val is not None else None
+    return score_metrics(class_scores(model, data.x_test, device), data, validation)
