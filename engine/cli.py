@@ -196,6 +196,7 @@ def build_app() -> typer.Typer:
     app.command("results")(results)
     app.command("frontier")(frontier_command)
     app.command("export")(export)
+    app.command("verify")(verify)
     return app
 
 
@@ -290,6 +291,28 @@ def export(
     typer.echo(f"wrote {config_path} and {report_path}")
     if not bundle.reproduces:
         typer.echo("warning: the data or engine changed since this run: the spec would train a new run.", err=True)
+
+
+def verify(
+    store: Optional[Path] = typer.Option(None, help=STORE_HELP),
+    dataset: Optional[str] = typer.Option(None, help="Only this dataset."),
+) -> None:
+    """Recompute every private run's epsilon and each dataset's composed epsilon with Google's dp-accounting from
+    the stored parameters, independently of the accountant that recorded them. Exit 1 on any disagreement."""
+    from engine import services
+
+    try:
+        result = services.verify(Workspace.at(store), dataset)
+    except EngineError as exc:
+        _fail(exc)
+    for name, (ours, independent) in sorted(result.compositions.items()):
+        typer.echo(f"{name}: composed epsilon {ours:.4g} (engine) vs {independent:.4g} (dp-accounting PLD)")
+    for finding in result.findings:
+        typer.echo(f"FAIL {finding.run_id}: {finding.message}", err=True)
+    typer.echo(f"{result.checked} private runs checked: "
+               + ("every figure holds." if result.ok else f"{len(result.findings)} problem(s)."))
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 load_plugins(os.environ.get(PLUGINS_ENVIRONMENT_VARIABLE))

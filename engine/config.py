@@ -58,6 +58,13 @@ class SweepSpec:
                               group="privacy", help=ACCOUNTANT_HELP)
     train_subsample: int | None = setting(None, minimum=2, flag="subsample", label="Train on a subset of rows",
                                           group="data", help="Train on a fixed subset of this many training rows.")
+    random_trials: float | None = setting(None, minimum=1, maximum=10_000, label="Random search: mean trials",
+                                          group="privacy", example="10",
+                                          help="Instead of every private configuration of the grid, train a random "
+                                               "number of trials (Poisson with this mean, drawn secretly), each a "
+                                               "configuration drawn from the grid: releasing only the best then costs "
+                                               "the tuning-aware epsilon (Papernot & Steinke 2022), far below the "
+                                               "composition of all of them.")
     # Technique settings by name (each declared by a technique: Technique.settings), sorted (name, value) pairs.
     options: tuple[tuple[str, Any], ...] = field(default=())
 
@@ -98,6 +105,8 @@ class RunConfig:
     delta: float | None = None
     accountant: str | None = None
     train_subsample: int | None = None  # train on a fixed subset of this many training rows
+    search: str | None = None  # a random search's id, for its trials (engine.runner.search)
+    trial: int | None = None  # the trial's index in its search (two trials may draw the same configuration)
     params: tuple[tuple[str, Any], ...] = ()  # the technique's own resolved settings, sorted (name, value) pairs
 
     def param(self, name: str, default: Any = None) -> Any:
@@ -110,8 +119,9 @@ class RunConfig:
         return values
 
     def point_dict(self) -> dict[str, Any]:
-        """What defines a point of the frontier: everything but the replicate seed."""
-        return {name: value for name, value in self.to_dict().items() if name != "seed" and value is not None}
+        """What defines a point of the frontier: everything but the replicate seed and a search trial's index."""
+        return {name: value for name, value in self.to_dict().items()
+                if name not in ("seed", "trial") and value is not None}
 
     def cache_key(self, dataset_fingerprint: str, engine_version: str) -> str:
         """Hash of the resolved config + the prepared data's fingerprint + the engine version.

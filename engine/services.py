@@ -104,10 +104,44 @@ def records(workspace: Workspace, **filters) -> list[dict[str, Any]]:
         return store.records(**filters)
 
 
-def decide(workspace: Workspace, run_id: str, metric: str = "accuracy") -> DecisionSummary:
-    """The numbers behind choosing `run_id`'s point (composition over the whole sweep included)."""
+def verify(workspace: Workspace, dataset: str | None = None):
+    """Every private run's epsilon and each dataset's composition, recomputed independently (dp-accounting)."""
+    from engine.analysis.verify import verify_records
+
     with ResultStore(workspace.store_path, create=False) as store:
-        return summarise_decision(store.dataframe(), store.records(), run_id, metric)
+        return verify_records(store.records(dataset=dataset))
+
+
+def preprocessing_releases(workspace: Workspace, dataset: str) -> list[tuple[str, float, float]]:
+    """DP releases a table's preparation made on its rows (an upload's DP bounds): part of every composition."""
+    try:
+        info = get_dataset_info(dataset, workspace.uploads_dir)
+    except ConfigError:
+        return []  # a dataset no longer in the catalogue: its runs still compose
+    spent = getattr(info, "preprocessing_privacy", None) or {}
+    if not spent or not spent.get("epsilon"):
+        return []
+    return [("the table's DP preprocessing", float(spent["epsilon"]), float(spent.get("delta") or 0.0))]
+
+
+def searches(workspace: Workspace) -> dict[str, float]:
+    """Random searches in the store: id -> mean number of trials."""
+    if not workspace.store_path.exists():
+        return {}
+    with ResultStore(workspace.store_path, create=False) as store:
+        return store.search_means()
+
+
+def decide(workspace: Workspace, run_id: str, metric: str = "accuracy", scope: str | None = None) -> DecisionSummary:
+    """The numbers behind choosing `run_id`'s point among the runs of `scope` (None: every run on its dataset;
+    else a random search's id), and the figure that covers releasing it."""
+    with ResultStore(workspace.store_path, create=False) as store:
+        runs = store.dataframe()
+        record = store.get(run_id)
+        dataset = record["dataset"] if record else None
+        return summarise_decision(runs, store.records(dataset=dataset), run_id, metric, scope=scope,
+                                  search_means=store.search_means(),
+                                  extra_releases=preprocessing_releases(workspace, dataset) if dataset else ())
 
 
 def export(workspace: Workspace, run_id: str, metric: str = "accuracy",
@@ -121,7 +155,9 @@ def export(workspace: Workspace, run_id: str, metric: str = "accuracy",
             raise ConfigError(f"Run {run_id} failed ({record['error']}): export a successful run.")
         runs = store.dataframe(dataset=record["dataset"])
         if summary is None and record.get("epsilon") is not None:
-            summary = summarise_decision(runs, store.records(dataset=record["dataset"]), run_id, metric)
+            summary = summarise_decision(runs, store.records(dataset=record["dataset"]), run_id, metric,
+                                         search_means=store.search_means(),
+                                         extra_releases=preprocessing_releases(workspace, record["dataset"]))
     config = RunConfig.from_dict(record["config"])
     info = get_dataset_info(config.dataset, workspace.uploads_dir)
     spec = spec_for_run(config, info)

@@ -67,10 +67,10 @@ def test_pure_epsilon_runs_compose_as_worst_case():
 def test_rank_candidates_respects_constraints(swept):
     runs = swept.dataframe()
     everything = rank_candidates(runs, DecisionConstraints(dataset="breast-cancer"))
-    assert len(everything) == 4  # 2 epsilons x 2 clipping norms, pooled over seeds
+    assert len(everything) <= 4 and everything["learned"].all()  # 2 epsilons x 2 norms, pooled over seeds
     assert list(everything["metric_mean"]) == sorted(everything["metric_mean"], reverse=True)
     tight = rank_candidates(runs, DecisionConstraints(dataset="breast-cancer", max_epsilon=1.0))
-    assert (tight["epsilon"] <= 1.0).all() and len(tight) == 2
+    assert (tight["epsilon"] <= 1.0).all() and len(tight) <= 2
     assert rank_candidates(runs, DecisionConstraints(dataset="breast-cancer", min_metric=1.0)).empty
     with pytest.raises(Exception, match="must be positive"):
         rank_candidates(runs, DecisionConstraints(dataset="breast-cancer", max_epsilon=0))
@@ -81,13 +81,19 @@ def test_summary_speaks_plainly_with_the_right_numbers(swept):
     best = rank_candidates(runs, DecisionConstraints(dataset="breast-cancer")).iloc[0]
     summary = summarise_decision(runs, swept.records(), best["run_id"])
     assert summary.epsilon == pytest.approx(best["epsilon"])
-    assert summary.odds_factor == pytest.approx(math.exp(summary.epsilon))
-    assert summary.membership_bounds[0.01] == pytest.approx(min(1, math.exp(summary.epsilon) * 0.01 + 1e-5))
-    assert summary.seeds == 2 and summary.baseline_mean is not None
+    # The headline covers the release: the model was chosen among every run on the data.
+    assert summary.headline_basis == "composition" and summary.headline_epsilon == summary.composition.epsilon
+    assert summary.headline_epsilon > summary.epsilon
+    assert summary.odds_factor == pytest.approx(math.exp(summary.headline_epsilon))
+    assert summary.membership_bounds[0.01] == pytest.approx(min(1, math.exp(summary.headline_epsilon) * 0.01 + 1e-5))
+    assert summary.seeds == 2 and summary.baseline_mean is not None and summary.trivial is not None
+    assert summary.validation_mean == pytest.approx(best["metric_mean"])  # chosen on validation, reported on test
     assert summary.given_up_points == pytest.approx((summary.baseline_mean - summary.metric_mean) * 100)
     text = " ".join(decision_sentences(summary).values())
-    assert f"×{math.exp(summary.epsilon):.3g}" in text and "RDP accountant" in text
-    assert "composed" in text and f"{summary.composition.epsilon:.3g}" in text
+    assert f"×{math.exp(summary.headline_epsilon):.3g}" in text and "RDP accountant" in text
+    assert "composition" in text and f"{summary.composition.epsilon:.3g}" in text
+    assert "true-negative rate is at most" in text and "covered by no ε" in text
+    assert "odds by at most" not in text  # the overclaiming wording is gone
     assert membership_bound(1.0, 0.0, 0.01) == pytest.approx(math.e / 100)
 
 

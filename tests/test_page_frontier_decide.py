@@ -46,7 +46,8 @@ def test_frontier_page_draws_frontier_cost_and_heatmap(monkeypatch, store_path):
     assert figure["layout"]["xaxis"]["type"] == "log"
     assert figure["layout"]["xaxis"]["title"]["text"] == "ε (RDP accountant, δ = 1e-05)"
     names = {trace.get("name") for trace in figure["data"]}
-    assert "Pareto front" in names and any(str(name).startswith("non-private baseline") for name in names)
+    assert "Pareto front (all techniques)" in names and any(str(name).startswith("non-private baseline") for name in names)
+    assert any(str(name).startswith("always the commonest class") for name in names)  # the trivial reference
     at.selectbox(key="frontier_metric").set_value("roc_auc").run()
     assert not at.exception
     assert json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["yaxis"]["title"]["text"].startswith("roc auc")
@@ -75,8 +76,9 @@ def test_decide_page_ranks_explains_and_exports(monkeypatch, store_path):
     candidates = at.dataframe[0].value
     assert len(candidates) == 4 and list(candidates["metric_mean"]) == sorted(candidates["metric_mean"], reverse=True)
     text = "\n".join(m.value for m in at.markdown)
-    assert "What ε =" in text and "×" in text and "What was given up" in text and "composed" in text
-    assert [m for m in at.metric if m.label == "whole sweep composed"]
+    assert "What the released model's ε =" in text and "×" in text and "What was given up" in text
+    assert "composition" in text
+    assert [m for m in at.metric if m.label == "ε covering the release"]
 
     files = {filename: data for data, filename in captured}
     exported = yaml.safe_load(files["config.yaml"])
@@ -89,3 +91,21 @@ def test_decide_page_ranks_explains_and_exports(monkeypatch, store_path):
     assert not at.exception and (at.dataframe[0].value["epsilon"] <= 2.0).all()
     at.number_input(key="decide_min_metric").set_value(1.0).run()
     assert [w.value for w in at.warning if "No private configuration meets" in w.value]
+
+
+def test_decide_choice_follows_the_run_id_when_constraints_change(monkeypatch, store_path):
+    at = _open(monkeypatch, store_path, "views/decide.py")
+    candidates = at.dataframe[0].value
+    second = candidates.iloc[1]
+    at.session_state["decide_run_id"] = second["run_id"]  # what selecting the second row records
+    at.run()
+    chosen = f"at ε = {second['epsilon']:.3g}"
+    assert any(chosen in header.value for header in at.subheader), [h.value for h in at.subheader]
+    # A constraint that reorders or shrinks the table but keeps the chosen run keeps the choice.
+    at.number_input(key="decide_max_epsilon").set_value(float(candidates["epsilon"].max()) + 1).run()
+    assert any(chosen in header.value for header in at.subheader)
+    # One that excludes it says so and shows the top candidate instead.
+    at.number_input(key="decide_max_epsilon").set_value(float(second["epsilon"]) - 1e-6).run()
+    remaining = at.dataframe[0].value
+    if second["run_id"] not in set(remaining["run_id"]):
+        assert any("no longer meets" in caption.value for caption in at.caption)

@@ -9,9 +9,10 @@ import streamlit as st
 
 from engine import services
 from engine.analysis.frontier import METRICS
-from engine.data import dataset_names
+from engine.data import dataset_names, get_dataset_info
 from engine.errors import EngineError
-from engine.present.labels import METRIC_LABELS
+from engine.present.labels import METRIC_LABELS, metric_reason
+from engine.techniques.metrics import decision_objective
 from engine.workspace import Workspace
 
 
@@ -49,9 +50,20 @@ def dataset_picker(runs: pd.DataFrame, key: str) -> str | None:
     return chosen
 
 
-def metric_picker(key: str) -> str:
-    return st.selectbox("Metric", METRICS, format_func=METRIC_LABELS.get, key=key,
-                        help="Balanced accuracy and ROC AUC are fairer than accuracy when one class is rare.")
+def metric_picker(key: str, dataset: str | None) -> str:
+    """The metric, defaulting to the one that fits the dataset's label (set again when the dataset changes)."""
+    info = _dataset_info(dataset)
+    if st.session_state.get(f"{key}_for") != dataset:
+        st.session_state[key] = decision_objective(info)
+        st.session_state[f"{key}_for"] = dataset
+    return st.selectbox("Metric", METRICS, format_func=METRIC_LABELS.get, key=key, help=metric_reason(info))
+
+
+def _dataset_info(dataset: str | None):
+    try:
+        return get_dataset_info(dataset, uploads_dir()) if dataset else None
+    except EngineError:
+        return None  # runs of a dataset no longer in the catalogue
 
 
 def no_runs_hint() -> None:
@@ -73,5 +85,6 @@ def page_runs(prefix: str) -> tuple[pd.DataFrame, str, str]:
         st.stop()
     with st.container(horizontal=True):
         dataset = dataset_picker(runs, key=f"{prefix}_dataset")
-        metric = metric_picker(key=f"{prefix}_metric")
+        metric = metric_picker(f"{prefix}_metric", dataset)
+    st.caption(metric_reason(_dataset_info(dataset)))
     return runs, dataset, metric

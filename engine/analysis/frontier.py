@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from engine.analysis.reference import selection_column, split_name, with_reference
 from engine.techniques.registry import all_measurements
 
 METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
@@ -17,7 +18,9 @@ METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
 POINT_COLUMNS = ["dataset", "technique", "model", "target_epsilon", "max_grad_norm", "delta", "accountant",
                  "epochs", "batch_size", "learning_rate", "hidden_units", "train_subsample"]
 BASE_COSTS = {"train_seconds": ("training time", "s"), "peak_memory_mb": ("peak memory", "MB")}
-NUMERIC_COLUMNS = ("target_epsilon", "epsilon", "delta", "max_grad_norm", "learning_rate", *METRICS)
+NUMERIC_COLUMNS = ("target_epsilon", "epsilon", "delta", "max_grad_norm", "learning_rate", *METRICS,
+                   *(f"val_{metric}" for metric in METRICS), "trivial_accuracy", "trivial_val_accuracy")
+REFERENCE_COLUMNS = ("trivial_accuracy", "trivial_val_accuracy", "n_classes")
 
 
 def cost_metrics() -> dict[str, tuple[str, str]]:
@@ -49,9 +52,11 @@ def numeric_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def pool_points(ok: pd.DataFrame, metric: str, extra: dict | None = None) -> pd.DataFrame:
-    """One row per point: its settings (from the lowest seed), the worst epsilon, the metric's mean and spread."""
+    """One row per point: its settings (from the lowest seed), the worst epsilon, the mean and spread of the
+    `metric` column (a metric name or its val_ column)."""
     ok = ok.sort_values("seed")
-    descriptive = {column: (column, "first") for column in setting_columns(ok)}
+    descriptive = {column: (column, "first") for column in (*setting_columns(ok), *REFERENCE_COLUMNS)
+                   if column in ok}
     aggregations = {**descriptive, "epsilon": ("epsilon", "max"),  # the worst (largest) epsilon: what we can promise
                     "metric_mean": (metric, "mean"), "metric_std": (metric, "std"), "seeds": ("seed", "nunique"),
                     "run_id": ("run_id", "first"), **(extra or {})}
@@ -61,15 +66,26 @@ def pool_points(ok: pd.DataFrame, metric: str, extra: dict | None = None) -> pd.
 
 
 def summarise(runs: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
-    """Mean and spread over seeds of each point's metric and reported epsilon (successful runs only)."""
+    """Mean and spread over seeds of each point's metric and reported epsilon (successful runs only), on the
+    validation rows when the runs have them (`split` says which), with the trivial reference and `learned`."""
     if metric not in METRICS:
         raise ValueError(f"Unknown metric {metric!r}: choose one of {', '.join(METRICS)}.")
     ok = numeric_runs(runs[runs["status"] == "ok"])
     if ok.empty:
         return pd.DataFrame(columns=["point_id", *POINT_COLUMNS, "epsilon", f"{metric}_mean", f"{metric}_std",
-                                     "seeds", "train_seconds", "run_id"])
-    summary = pool_points(ok, metric, {"train_seconds": ("train_seconds", "mean")})
+                                     "seeds", "train_seconds", "run_id", "trivial", "learned", "split"])
+    column = selection_column(ok, metric)
+    summary = pool_points(ok, column, {"train_seconds": ("train_seconds", "mean")})
+    summary = with_points_reference(summary, metric, split_name(column))
     return summary.rename(columns={"metric_mean": f"{metric}_mean", "metric_std": f"{metric}_std"})
+
+
+def with_points_reference(points: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
+    """Pooled points with `trivial`, `learned` and `split` (the rows the metric was measured on)."""
+    n_classes = int(points["n_classes"].dropna().iloc[0]) if "n_classes" in points and points["n_classes"].notna().any() else 2
+    points = with_reference(points, metric, split, n_classes)
+    points["split"] = split
+    return points
 
 
 def pareto_mask(epsilons: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -83,12 +99,18 @@ def pareto_mask(epsilons: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def pareto_front(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
-    """Private points on each (dataset, technique, model) front, sorted by epsilon; `on_front` marks them."""
+    """Private points sorted by epsilon, with two fronts: `on_front`, each (dataset, technique, model)'s own line,
+    and `on_global_front`, no point of any technique on the dataset has lower epsilon and a higher metric. A
+    point that learned nothing is on neither."""
     private = summary[summary["epsilon"].notna()].copy()
     private["on_front"] = False
-    for _, index in private.groupby(["dataset", "technique", "model"]).groups.items():
-        rows = private.loc[index]
-        private.loc[index, "on_front"] = pareto_mask(rows["epsilon"].to_numpy(float), rows[f"{metric}_mean"].to_numpy(float))
+    private["on_global_front"] = False
+    learned = private["learned"].astype(bool) if "learned" in private else pd.Series(True, index=private.index)
+    mean = f"{metric}_mean"
+    for keys, front in (((["dataset", "technique", "model"]), "on_front"), ((["dataset"]), "on_global_front")):
+        for _, index in private[learned].groupby(keys).groups.items():
+            rows = private.loc[index]
+            private.loc[index, front] = pareto_mask(rows["epsilon"].to_numpy(float), rows[mean].to_numpy(float))
     return private.sort_values(["dataset", "technique", "model", "epsilon"]).reset_index(drop=True)
 
 
@@ -124,8 +146,10 @@ def cost_view(runs: pd.DataFrame, dataset: str, metric: str, cost: str) -> pd.Da
     chosen = numeric_runs(runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")])
     if chosen.empty:
         return pd.DataFrame(columns=["point_id", *POINT_COLUMNS, "epsilon", "metric_mean", "metric_std", "cost_mean",
-                                     "seeds", "run_id"])
-    return pool_points(chosen, metric, {"cost_mean": (cost, "mean")})
+                                     "seeds", "run_id", "trivial", "learned", "split"])
+    column = selection_column(chosen, metric)
+    return with_points_reference(pool_points(chosen, column, {"cost_mean": (cost, "mean")}), metric,
+                                 split_name(column))
 
 
 def clipping_grid(runs: pd.DataFrame, dataset: str, technique: str, model: str, metric: str) -> pd.DataFrame:
@@ -133,7 +157,8 @@ def clipping_grid(runs: pd.DataFrame, dataset: str, technique: str, model: str, 
     chosen = numeric_runs(runs[(runs["dataset"] == dataset) & (runs["technique"] == technique)
                                & (runs["model"] == model) & (runs["status"] == "ok")])
     chosen = chosen[chosen["max_grad_norm"].notna()]
-    return chosen.pivot_table(index="max_grad_norm", columns="target_epsilon", values=metric, aggfunc="mean")
+    return chosen.pivot_table(index="max_grad_norm", columns="target_epsilon", values=selection_column(chosen, metric),
+                              aggfunc="mean")
 
 
 def local_global_view(runs: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
@@ -148,6 +173,7 @@ def local_global_view(runs: pd.DataFrame, dataset: str, metric: str) -> pd.DataF
         return pd.DataFrame(columns=["trust_model", "technique", "model", "target_epsilon", "metric_mean", "metric_std",
                                      "seeds"])
     grouped = ok.groupby(["trust_model", "technique", "model", "target_epsilon"])
-    table = grouped.agg(metric_mean=(metric, "mean"), metric_std=(metric, "std"), seeds=("seed", "nunique")).reset_index()
+    column = selection_column(ok, metric)
+    table = grouped.agg(metric_mean=(column, "mean"), metric_std=(column, "std"), seeds=("seed", "nunique")).reset_index()
     table["metric_std"] = table["metric_std"].fillna(0.0)
     return table.sort_values(["target_epsilon", "trust_model", "technique"]).reset_index(drop=True)

@@ -71,7 +71,9 @@ def start_job(plan: SweepPlan, workspace: Workspace, *, workers: int = 1, device
             "spec": plan.spec.to_mapping(), "configs": [config.to_dict() for config in plan.configs],
             "run_ids": list(plan.run_ids), "fingerprint": plan.fingerprint, "store": str(store),
             "uploads_dir": str(workspace.uploads_dir.resolve()), "workers": workers, "device": device,
-            "plugins": loaded_plugins()}, indent=1))
+            "plugins": loaded_plugins(),
+            "search": None if plan.search is None else {"search_id": plan.search.search_id,
+                                                        "mean_trials": plan.search.mean_trials}}, indent=1))
         started_at = now()
         try:
             with open(job_dir / "log.txt", "wb") as log:

@@ -23,6 +23,7 @@ from engine.runner.events import EventLog
 from engine.runner.execute import run_plan
 from engine.runner.plan import SweepPlan, prepared_data
 from engine.runner.records import open_store
+from engine.runner.search import SearchDraw
 from engine.runner.spec import spec_from_mapping
 from engine import ENGINE_VERSION
 from engine.techniques.registry import load_plugins
@@ -49,8 +50,11 @@ def run(job_dir: Path) -> int:
         if data.fingerprint != planned["fingerprint"] or list(run_ids) != planned["run_ids"]:
             raise EngineError(f"The data of {spec.dataset} or the engine changed since this sweep was planned: "
                               "launch it again.")
+        search = planned.get("search")
+        draw = None if search is None else SearchDraw(search["search_id"], search["mean_trials"],
+                                                      tuple(c for c in configs if c.search == search["search_id"]))
         plan = SweepPlan(spec=spec, configs=configs, run_ids=run_ids, cached_ids=frozenset(), n_train=data.n_train,
-                         fingerprint=data.fingerprint, data=data)
+                         fingerprint=data.fingerprint, data=data, search=draw)
         events.write("planned", total=len(configs))
         with open_store(planned["store"]) as store:
             report = run_plan(plan, store=store, uploads_dir=uploads_dir, workers=planned["workers"],

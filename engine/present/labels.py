@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 from engine.config import RunConfig
+from engine.techniques.metrics import BALANCED_RANGE
 
 ACCOUNTANT_NAMES = {"prv": "PRV", "rdp": "RDP", "pure": "pure ε"}
 METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC"}
 TRUST_MODEL_LABELS = {"none": "no DP", "central": "central DP", "local": "local DP"}
+
+
+def metric_reason(info) -> str:
+    """Why the default metric is the one it is, in a sentence (info: the dataset's catalogue entry or None)."""
+    rate = (info.label or {}).get("expected_positive_rate") if info is not None else None
+    if info is not None and info.is_image:
+        return "Several classes: accuracy and balanced accuracy (the mean recall over classes) are both shown."
+    if rate is None:
+        return ("The share of positive labels is not declared for this table, so the default is balanced accuracy: "
+                "it is not fooled by always predicting the commonest class.")
+    if BALANCED_RANGE[0] <= float(rate) <= BALANCED_RANGE[1]:
+        return f"About {float(rate):.0%} of labels are positive (published): the classes are balanced, so accuracy fits."
+    return (f"Only about {float(rate):.0%} of labels are positive (published): accuracy would reward always predicting "
+            f"the commonest class, so the default is balanced accuracy (the mean of the recall on each class).")
 
 
 def epsilon_label(accountant: str | None, delta: float | None) -> str:

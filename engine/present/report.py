@@ -17,7 +17,6 @@ from engine.analysis.frontier import cost_view, frontier_view
 from engine.config import RunConfig
 from engine.data import DatasetInfo
 from engine.present.charts import cost_figure, frontier_figure
-from engine.present.labels import epsilon_label
 from engine.present.sentences import decision_sentences
 
 
@@ -85,7 +84,7 @@ def _render_report(record, config: RunConfig, runs, summary, info, metric, confi
         said = decision_sentences(summary)
         sentences = [said[key] for key in ("budget", "given_up", "search", "protects")]
     front, reference = frontier_view(runs, config.dataset, metric)
-    chosen_point = (summary.epsilon, summary.metric_mean) if summary else None
+    chosen_point = (summary.epsilon, summary.validation_mean or summary.metric_mean) if summary else None
     figures = [frontier_figure(front, reference, metric, chosen=chosen_point)] if not front.empty else []
     figures.append(cost_figure(cost_view(runs, config.dataset, metric, "train_seconds"), metric, "train_seconds"))
     charts = "".join(figure.to_html(full_html=False, include_plotlyjs=(index == 0), default_width="100%")
@@ -96,19 +95,22 @@ def _render_report(record, config: RunConfig, runs, summary, info, metric, confi
         candidates = candidates.head(12).reset_index(drop=True)
         matches = candidates.index[candidates["run_id"] == record["run_id"]]
         highlight = int(matches[0]) if len(matches) else None
+        split = candidates["split"].iloc[0]
         candidates = candidates[["technique", "model", "target_epsilon", "epsilon", "accountant", "max_grad_norm",
-                                 "metric_mean", "metric_std", "seeds", "cost_mean", "run_id"]].rename(
-            columns={"metric_mean": f"{metric} (mean)", "metric_std": "± std", "cost_mean": "train s"})
+                                 "metric_mean", "metric_std", "trivial", "seeds", "cost_mean", "run_id"]].rename(
+            columns={"metric_mean": f"{metric} ({split}, mean)", "metric_std": "± std", "cost_mean": "train s",
+                     "trivial": "trivial"})
     run_fields = pd.DataFrame([(key, record.get(key)) for key in (
         "run_id", "dataset", "technique", "model", "seed", "target_epsilon", "epsilon", "accountant", "delta",
         "noise_multiplier", "max_grad_norm", "sample_rate", "steps", "epochs", "batch_size", "learning_rate",
-        "accuracy", "balanced_accuracy", "roc_auc", "train_seconds", "peak_memory_mb", "device", "created_at")],
+        "accuracy", "balanced_accuracy", "roc_auc", "val_accuracy", "val_balanced_accuracy", "val_roc_auc",
+        "decision_threshold", "trivial_accuracy", "train_seconds", "peak_memory_mb", "device", "created_at")],
         columns=["field", "value"])
     versions = pd.DataFrame(sorted((record.get("versions") or {}).items()), columns=["library", "version"])
     composition = summary.composition if summary else None
     derived = record.get("data_derived_bounds") or []
-    title = (f"{config.technique} on {config.dataset} at ε = {record['epsilon']:.3g} "
-             f"({epsilon_label(record.get('accountant'), record.get('delta'))})" if summary
+    title = (f"{config.technique} on {config.dataset}, released at ε = {summary.headline_epsilon:.3g} "
+             f"(δ = {summary.composition.delta:.0e}, {summary.headline_basis})" if summary
              else f"{config.technique} on {config.dataset} (no privacy)")
     parts = [
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Privacy Frontier report: {html.escape(title)}"
@@ -119,9 +121,11 @@ def _render_report(record, config: RunConfig, runs, summary, info, metric, confi
         "<h2>In plain language</h2>", *(f"<p>{_markdown_to_html(text)}</p>" for text in sentences),
         "<h2>The chosen run against its alternatives</h2>",
         _table(candidates, highlight) if not candidates.empty else "<p>No private alternatives were measured.</p>",
-        "<p class=note>Configurations are pooled over seeds; ε is the largest over seeds, as reported by the named "
-        "accountant.</p>", "<h2>Charts</h2>", charts, "<h2>The chosen run</h2>", _table(run_fields),
-        "<h2>What the whole sweep spent</h2>",
+        "<p class=note>Configurations are pooled over seeds and compared on the validation rows; ε is the largest over "
+        "seeds, as reported by the named accountant. Evaluation figures (validation, test, the trivial answer, the "
+        "non-private baseline) are computed on held-out rows without noise: they describe the models and are covered "
+        "by no ε.</p>", "<h2>Charts</h2>", charts, "<h2>The chosen run</h2>", _table(run_fields),
+        "<h2>What the whole search spent</h2>",
         (f"<p>{composition.n_private} private runs on this data composed: ε = {composition.epsilon:.4g} at δ = "
          f"{composition.delta:.0e} ({html.escape(composition.accountant)}); mechanisms: "
          f"{html.escape(', '.join(f'{k} × {v}' for k, v in composition.mechanisms.items()))}.</p>") if composition else "",
@@ -132,6 +136,9 @@ def _render_report(record, config: RunConfig, runs, summary, info, metric, confi
         f"<p>Provenance: {html.escape(info.provenance)}</p>",
         f"<p>Preprocessing bounds: {'public domain knowledge (no privacy spent)' if not derived else 'computed from the data for ' + html.escape(', '.join(derived)) + ' — not covered by ε'}.</p>",
         "<h2>Reproduce it</h2>", f"<pre>{html.escape(config_yaml)}</pre>",
+        "<p class=note>The spec reproduces the configuration and its accounting exactly (the same noise multiplier, "
+        "steps and ε); retrained, its metrics reproduce within seed noise, not bit for bit: the privacy noise is drawn "
+        "from secret randomness, never from the recorded seed.</p>",
         f"<p class=note>{'This spec plans to the same run id with the current data and engine.' if reproduces else 'Warning: with the current data or engine version this spec plans to a different run id: the data or the engine changed since the run.'}</p>",
         "<h2>Library versions</h2>", _table(versions), "</body></html>",
     ]

@@ -12,43 +12,73 @@ def _percent(value: float) -> str:
     return f"{value * 100:.3g}%"
 
 
+def _points(value: float) -> str:
+    """'1.2 points'; values within rounding of zero read as zero, never '1.4e-14 points'."""
+    return f"{0.0 if abs(value) < 0.005 else value:.2g} points"
+
+
 def decision_sentences(s: DecisionSummary) -> dict[str, str]:
     """budget, given_up, search, protects: the plain-language summary of a decision, in Markdown."""
     accountant_label = epsilon_label(s.run.get("accountant"), s.delta)
+    c = s.composition
     label = s.metric.replace("_", " ")
+    delta = c.delta
     bounds = "; ".join(f"at a false-positive rate of {_percent(fpr)}, at most {_percent(tpr)} true positives"
                        for fpr, tpr in s.membership_bounds.items())
-    delta_text = f"except with probability δ = {s.delta:.0e}" if s.delta else "with no exception (δ = 0)"
+    covering = (f"the tuning-aware figure of the random search it was chosen from ({s.search_trials:g} trials "
+                f"expected)" if s.headline_basis == "random search" else
+                f"the composition of every private run trained on these rows ({c.n_private})")
     budget = (
-        f"**What ε = {s.epsilon:.3g} means** ({accountant_label}). Whatever anyone believed before about whether "
-        f"a given person's record was used to train this model, seeing the model can change those odds by at most "
-        f"a factor of e^ε = **×{s.odds_factor:.3g}**, {delta_text}. Equivalently, no membership test — however "
-        f"clever, whatever else its author knows — can have a true-positive rate above e^ε × its false-positive rate "
-        f"+ δ: {bounds}. This covers the people in the training data; it says nothing about the records the model "
-        f"later scores."
+        f"**What the released model's ε = {s.headline_epsilon:.3g} means** (at δ = {delta:.0e}: {covering}). Consider "
+        f"anyone trying to tell, from the model, whether a given person's record was in the training data — a "
+        f"membership test, however clever, whatever else its author knows. (ε, δ)-DP bounds every such test: its "
+        f"true-positive rate is at most e^ε × its false-positive rate + δ (e^ε = ×{s.odds_factor:.3g}), and, "
+        f"mirrored, its true-negative rate is at most e^ε × its false-negative rate + δ: {bounds}. This covers the "
+        f"people in the training data; it says nothing about the records the model later scores."
     )
     spread = f"± {s.metric_std * 100:.2g} points over {s.seeds} seed{'s' if s.seeds != 1 else ''}"
+    trivial = (f" Always predicting the commonest class scores {s.trivial * 100:.2f}%." if s.trivial is not None else "")
+    chosen_on = (f" It was chosen on the validation rows ({s.validation_mean * 100:.2f}% there); the test rows "
+                 f"report it only." if s.validation_mean is not None else "")
     if s.given_up_points is None:
-        given_up = (f"**What was given up.** {label.capitalize()} {s.metric_mean:.4f} ({spread}). No non-private "
-                    f"baseline of the same model was measured on this data, so the cost of privacy cannot be stated: "
-                    f"add the `baseline` technique to a sweep.")
+        given_up = (f"**What was given up.** Test {label} {s.metric_mean * 100:.2f}% ({spread}).{trivial}{chosen_on} No "
+                    f"non-private baseline of the same model was measured on this data, so the cost of privacy cannot "
+                    f"be stated: add the `baseline` technique to a sweep.")
     else:
-        direction = "below" if s.given_up_points >= 0 else "above"
+        noise = max(s.metric_std, s.baseline_std or 0.0) * 100
+        if abs(s.given_up_points) <= max(noise, 0.5):
+            amount = (f"{_points(abs(s.given_up_points))} of {label} {'below' if s.given_up_points >= 0 else 'above'} "
+                      f"the same model trained without privacy, within the noise between seeds")
+        elif s.given_up_points > 0:
+            amount = f"{_points(s.given_up_points)} of {label} below the same model trained without privacy"
+        else:
+            amount = (f"{_points(-s.given_up_points)} of {label} above the same model trained without privacy (the "
+                      f"noise acted as a regulariser, or the baseline is under-trained)")
         given_up = (
-            f"**What was given up.** {abs(s.given_up_points):.2g} points of {label} {direction} the same model trained "
-            f"without privacy: {s.metric_mean * 100:.2f}% ({spread}) against {s.baseline_mean * 100:.2f}% "
-            f"(± {(s.baseline_std or 0) * 100:.2g} points). Differences smaller than the spread over seeds are noise."
+            f"**What was given up.** {amount}: test {s.metric_mean * 100:.2f}% ({spread}) against "
+            f"{s.baseline_mean * 100:.2f}% (± {(s.baseline_std or 0) * 100:.2g} points).{trivial}{chosen_on} The "
+            f"non-private figure is covered by no ε: it is for comparison, never for release."
         )
-    c = s.composition
-    search = (
-        f"**What the search itself spent.** This run alone: ε = {s.epsilon:.3g} ({accountant_label}). The whole "
-        f"sweep it was chosen from — {c.n_private} private run{'s' if c.n_private != 1 else ''} trained on the same "
-        f"data — composed: ε = **{c.epsilon:.3g}** at δ = {c.delta:.0e} ({c.accountant}). The first figure applies "
-        f"only if this configuration was fixed without looking at results on this data (chosen in advance, or tuned "
-        f"on other data) and the model is trained once. Here it was picked by comparing runs trained on the same "
-        f"private records, so the figure that holds for releasing the chosen model is the composed one — or retrain "
-        f"this configuration once on fresh data, or tune on public data, to claim ε = {s.epsilon:.3g}."
-    )
+    single = (f"This configuration alone: ε = {s.epsilon:.3g} ({accountant_label}), which holds only if it had been "
+              f"fixed without looking at results on these rows (chosen in advance, or tuned on public data) and "
+              f"trained once.")
+    if s.tuning_epsilon is not None and s.headline_basis != "random search":
+        search_note = (f" It was the best of a random search, whose tuning-aware figure (ε = {s.tuning_epsilon:.3g}) is "
+                       f"here larger than the composition: with few trials the composition is the tighter bound.")
+    else:
+        search_note = ""
+    if s.headline_basis == "random search":
+        search = (f"**What the search itself spent.** {single} It was the best of a random search: releasing only it "
+                  f"costs ε = **{s.tuning_epsilon:.3g}** (Papernot & Steinke 2022, RDP, at δ = {delta:.0e}), provided "
+                  f"the other trials — and how many there were — stay private. Releasing anything more (other "
+                  f"trials, this table of candidates) costs the composition of every private run on these rows: "
+                  f"ε = {c.epsilon:.3g} ({c.n_private} runs, {c.accountant}).")
+    else:
+        search = (f"**What the search itself spent.** {single} It was picked by comparing {c.n_private} private "
+                  f"run{'s' if c.n_private != 1 else ''} trained on the same rows (subsamples included), so what "
+                  f"holds for releasing it is their composition: ε = **{c.epsilon:.3g}** at δ = {delta:.0e} "
+                  f"({c.accountant}). To claim less, retrain this configuration once on fresh data, or run the search "
+                  f"as a random search (Sweep: random search) and choose within it.{search_note}")
     if c.n_non_private:
         plural = c.n_non_private != 1
         search += (f" The {c.n_non_private} non-private baseline run{'s carry' if plural else ' carries'} no guarantee "

@@ -11,6 +11,7 @@ import multiprocessing
 import queue as queue_module
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -89,6 +90,10 @@ def run_plan(plan: SweepPlan, *, store: ResultStore, uploads_dir: Path | None, w
         raise ConfigError(f"workers must be a whole number >= 1, got {workers!r}.", setting="workers")
     resolved_device = resolve_device(device)
     data = plan.data or prepared_data(plan.spec.dataset, plan.spec.train_subsample, uploads_dir)
+    if plan.search is not None:  # kept first, so that a rerun of the spec resumes this very draw
+        store.put_search(plan.search.search_id, plan.search.mean_trials,
+                         [config.to_dict() for config in plan.search.trials],
+                         datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
     cached = frozenset(store.completed_ids(plan.run_ids))  # the store may have moved on since planning
     pending = [(run_id, config) for run_id, config in zip(plan.run_ids, plan.configs) if run_id not in cached]
     total, done = len(plan.configs), 0

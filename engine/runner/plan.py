@@ -5,6 +5,7 @@ the estimate, to the in-process runner, or written to a background job's folder.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from engine import ENGINE_VERSION
 from engine.config import RunConfig, SweepSpec
 from engine.data import DatasetInfo, PreparedDataset, get_dataset_info, load_dataset
 from engine.errors import ConfigError
+from engine.runner.search import SearchDraw, draw_search, search_id
 from engine.runner.spec import technique_options
 from engine.techniques.base import PURE_DP_ACCOUNTANT
 from engine.techniques.registry import create_technique, get_technique_class
@@ -27,6 +29,7 @@ class SweepPlan:
     n_train: int
     fingerprint: str  # of the prepared training data every run of the plan uses
     data: PreparedDataset | None = None  # kept for whoever trains in this process; not written to job files
+    search: SearchDraw | None = None  # a random search's draw, kept in the store when the plan trains
 
     @property
     def pending(self) -> list[tuple[str, RunConfig]]:
@@ -88,22 +91,26 @@ def plan_sweep(spec: SweepSpec, *, uploads_dir: Path | None, store=None) -> Swee
     """Validate everything that can be checked before training, then look up the cache in `store`."""
     info = get_dataset_info(spec.dataset, uploads_dir)
     configs = expand(spec, info)
+    stored = store.get_search(search_id(spec)) if (store is not None and spec.random_trials is not None) else None
+    configs, search = draw_search(spec, configs, stored=stored)
     data = prepared_data(spec.dataset, spec.train_subsample, uploads_dir)
     if any(config.delta for config in configs):  # only runs with a delta > 0 need delta < 1/n
         check_delta(spec.delta, data.n_train)
     from engine.techniques.training import model_for  # validates model vs data (cnn needs images)
 
-    model_for(configs[0], data)
+    model_for((configs or expand(spec, info))[0], data)
     for config in configs:  # checks that need the data (a federated partition that cannot be made)
         create_technique(config.technique).check(config, data)
     run_ids = tuple(config.cache_key(data.fingerprint, ENGINE_VERSION) for config in configs)
     cached = frozenset(store.completed_ids(run_ids)) if store is not None else frozenset()
     return SweepPlan(spec=spec, configs=tuple(configs), run_ids=run_ids, cached_ids=cached, n_train=data.n_train,
-                     fingerprint=data.fingerprint, data=data)
+                     fingerprint=data.fingerprint, data=data, search=search)
 
 
 def spec_for_run(config: RunConfig, info: DatasetInfo) -> SweepSpec:
-    """The one-run sweep spec whose expansion is exactly `config` (the inverse of `expand` for one point)."""
+    """The one-run sweep spec whose expansion is exactly `config` (the inverse of `expand` for one point). A random
+    search's trial comes back as its configuration alone: retraining it is a new run, outside the search."""
+    config = dataclasses.replace(config, search=None, trial=None)
     declared = {setting.name: setting for setting in get_technique_class(config.technique).settings.declared()}
     axes = {setting.axis: setting.name for setting in declared.values() if setting.axis}
     options = {}

@@ -75,7 +75,7 @@ def make_record(run_id: str, config: RunConfig, data: PreparedDataset, outcome: 
     """The record of one finished run; `columns` are the store's, so measurements with a column get it."""
     record = {
         "run_id": run_id, **config.to_dict(), "point_id": config.point_key(data.fingerprint, ENGINE_VERSION),
-        "n_train": data.n_train, "dataset_fingerprint": data.fingerprint,
+        "n_train": data.n_train, "n_classes": data.n_classes, "dataset_fingerprint": data.fingerprint,
         "trust_model": get_technique_class(config.technique).trust_model_for(config),
         "data_derived_bounds": list(data.data_derived_bounds), "versions": versions(), **trivial_rates(data),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "config": config.to_dict(),

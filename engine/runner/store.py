@@ -55,6 +55,7 @@ CORE_COLUMNS: tuple[Column, ...] = (
     Column("peak_memory_mb", "REAL"),
     Column("device", "TEXT"),
     Column("n_train", "INTEGER"),
+    Column("n_classes", "INTEGER"),
     Column("dataset_fingerprint", "TEXT"),
     Column("trust_model", "TEXT"),  # "none", "central" or "local" (engine.techniques.base.TRUST_MODELS)
     Column("data_derived_bounds", "TEXT", json=True),  # columns whose preprocessing bounds came from the data
@@ -120,6 +121,8 @@ class ResultStore:
                 self._db.execute("CREATE TABLE IF NOT EXISTS noise_calibrations "
                                  "(key TEXT PRIMARY KEY, noise_multiplier REAL NOT NULL)")
                 self._db.execute("CREATE TABLE IF NOT EXISTS schema_columns (name TEXT PRIMARY KEY, json INTEGER)")
+                self._db.execute("CREATE TABLE IF NOT EXISTS searches (search_id TEXT PRIMARY KEY, mean_trials REAL, "
+                                 "trials TEXT NOT NULL, created_at TEXT)")
                 self._db.executemany("INSERT OR REPLACE INTO schema_columns VALUES (?, ?)",
                                      [(c.name, int(c.json)) for c in wanted.values()])
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -199,6 +202,26 @@ class ResultStore:
                 except (TypeError, ValueError):  # written by hand or another tool: keep the text, say so
                     record[name] = {"unreadable": str(record[name])} if name == "extra" else record[name]
         return record
+
+    # --- random searches (engine.runner.search) ----------------------------------------------------------
+    def get_search(self, search_id: str) -> list[dict] | None:
+        """The trials a random search drew the first time it trained (RunConfig dicts), or None."""
+        try:
+            row = self._db.execute("SELECT trials FROM searches WHERE search_id = ?", (search_id,)).fetchone()
+        except sqlite3.OperationalError:  # a store written before searches existed, opened read-only
+            return None
+        return None if row is None else json.loads(row[0])
+
+    def search_means(self) -> dict[str, float]:
+        try:
+            return {row[0]: float(row[1]) for row in self._db.execute("SELECT search_id, mean_trials FROM searches")}
+        except sqlite3.OperationalError:
+            return {}
+
+    def put_search(self, search_id: str, mean_trials: float, trials: list[dict], created_at: str) -> None:
+        with self._db:
+            self._db.execute("INSERT OR IGNORE INTO searches VALUES (?, ?, ?, ?)",
+                             (search_id, mean_trials, json.dumps(trials), created_at))
 
     # --- noise calibration cache (engine.techniques.base.NoiseCache) -------------------------------------
     def get_noise(self, key: str) -> float | None:

@@ -16,7 +16,8 @@ from engine.techniques.training import evaluate, model_for, seed_everything, tra
 
 def train_baseline(config: RunConfig, data: PreparedDataset, *, context: RunContext,
                    on_progress: RunProgress | None = None,
-                   build: Callable[[RunConfig, PreparedDataset], nn.Module] = model_for) -> tuple[nn.Module, RunResult]:
+                   build: Callable[[RunConfig, PreparedDataset], nn.Module] = model_for,
+                   trainings: int = 1) -> tuple[nn.Module, RunResult]:  # noqa: ARG001 - no privacy to split
     """Train without privacy: the trained model and its result. `build` makes the model after seeding
     (he-inference passes its square-activation MLP and then serves the trained model encrypted)."""
     generator = seed_everything(config.seed)

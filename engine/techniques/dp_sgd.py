@@ -33,13 +33,16 @@ class DPSGD(Technique):
 
 def train_dp_sgd(config: RunConfig, data: PreparedDataset, *, context: RunContext,
                  on_progress: RunProgress | None = None,
-                 build: Callable[[RunConfig, PreparedDataset], nn.Module] = model_for) -> tuple[nn.Module, RunResult]:
+                 build: Callable[[RunConfig, PreparedDataset], nn.Module] = model_for,
+                 trainings: int = 1) -> tuple[nn.Module, RunResult]:
     """Train with DP-SGD: the trained model (an Opacus GradSampleModule; `._module` is the plain one) and its
-    result. `build` makes the model after seeding (he-inference passes its square-activation MLP)."""
+    result. `build` makes the model after seeding (he-inference passes its square-activation MLP). `trainings`:
+    how many such trainings the run makes on the same rows; the noise is calibrated so that all of them together
+    stay within the target (their steps compose as one longer run), and the result's epsilon is this one's."""
     planned_steps, sample_rate = steps_and_sample_rate(data.n_train, config.batch_size, config.epochs)
     noise_multiplier = calibrated_noise(
         target_epsilon=config.target_epsilon, delta=config.delta, sample_rate=sample_rate,
-        steps=planned_steps, accountant=config.accountant, cache=context.noise_cache,
+        steps=planned_steps * trainings, accountant=config.accountant, cache=context.noise_cache,
     )
     seed_everything(config.seed)  # the model's initialisation only: not privacy-relevant
     model = build(config, data).to(context.device)

@@ -28,6 +28,7 @@ from engine.data import PreparedDataset
 from engine.errors import ConfigError
 from engine.he import HE_MODELS, SquareMLP, plain_model, score_encrypted
 from engine.measure import PeakMemory, Stopwatch
+from engine.privacy.accounting import epsilon_for
 from engine.settings import setting
 from engine.techniques.base import Measurement, RunContext, RunProgress, RunResult, Technique, TechniqueSettings
 from engine.techniques.baseline import train_baseline
@@ -129,13 +130,23 @@ class HEInference(Technique):
         train_technique = config.param("train_technique")
         trainer: Callable = TRAINERS[train_technique]
         relu_accuracy = None
-        if config.model == "mlp":  # the ReLU MLP for comparison, then the square MLP that is served
-            _, relu = trainer(config, data, context=context, on_progress=_stage(on_progress, 0.0, 0.3))
+        epsilon = steps = None
+        if config.model == "mlp":
+            # The ReLU MLP for comparison, then the square MLP that is served: two trainings on the same rows, whose
+            # noise is calibrated so that both together stay within the target, and both are counted.
+            _, relu = trainer(config, data, context=context, on_progress=_stage(on_progress, 0.0, 0.3), trainings=2)
             relu_accuracy = relu.accuracy
             model, trained = trainer(config, data, context=context, on_progress=_stage(on_progress, 0.3, 0.6),
-                                     build=square_mlp_for)
+                                     build=square_mlp_for, trainings=2)
+            if trained.epsilon is not None:
+                steps = relu.steps + trained.steps
+                epsilon = epsilon_for(noise_multiplier=trained.noise_multiplier, sample_rate=trained.sample_rate,
+                                      steps=steps, delta=config.delta, accountant=config.accountant,
+                                      epsilon_scale=config.target_epsilon)
         else:
             model, trained = trainer(config, data, context=context, on_progress=_stage(on_progress, 0.0, 0.6))
+        if epsilon is None:
+            epsilon, steps = trained.epsilon, trained.steps
         served = plain_model(model)
         with PeakMemory("cpu") as memory, Stopwatch() as clock:
             scoring = score_encrypted(served, data.x_test, interactive_sample=INTERACTIVE_SAMPLE[config.model],
@@ -168,7 +179,7 @@ class HEInference(Technique):
             # Validation figures of the served model in plaintext (the encrypted decisions are made on the test rows).
             val_accuracy=trained.val_accuracy, val_balanced_accuracy=trained.val_balanced_accuracy,
             val_roc_auc=trained.val_roc_auc,
-            peak_memory_mb=peak, device=context.device, epsilon=trained.epsilon,
-            noise_multiplier=trained.noise_multiplier, sample_rate=trained.sample_rate, steps=trained.steps,
+            peak_memory_mb=peak, device=context.device, epsilon=epsilon,
+            noise_multiplier=trained.noise_multiplier, sample_rate=trained.sample_rate, steps=steps,
             extra=extra,
         )
