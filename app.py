@@ -16,6 +16,12 @@ from ui.common import workspace
 
 st.set_page_config(page_title="Privacy Frontier", layout="wide")
 load_plugins(os.environ.get(PLUGINS_ENVIRONMENT_VARIABLE))  # the surfaces read the plugin list, once
+# Streamlit forgets a page's widget values when another page is shown; re-assigning them on every run keeps the
+# Sweep form (and Decide's constraints) as the user left them (Streamlit's documented way to keep widget state).
+for key in [key for key in st.session_state if str(key).startswith(("sweep_", "decide_")) and
+            not str(key).startswith(("sweep_launch", "sweep_demo", "sweep_cancel", "sweep_see", "decide_download",
+                                     "decide_candidates"))]:
+    st.session_state[key] = st.session_state[key]
 
 with st.sidebar:
     store_path = workspace().store_path

@@ -235,3 +235,14 @@ def test_finished_job_draws_its_frontier_from_the_store(isolated_store, fake_job
     [chart] = at.get("plotly_chart")
     names = [trace.get("name") for trace in json.loads(chart.proto.spec)["data"]]
     assert "dp-sgd · mlp" in names and any("baseline" in str(name) for name in names)
+
+
+def test_the_form_keeps_its_values_when_the_user_leaves_and_comes_back(launched):
+    at = _sweep_page(selected_dataset="breast-cancer")
+    _fill(at, sweep_techniques=["dp-sgd"], sweep_epsilons="0.5, 3", sweep_epochs=3)
+    at.switch_page("views/frontier.py").run()
+    at.switch_page("views/sweep.py").run()
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    assert at.text_input(key="sweep_epsilons").value == "0.5, 3"
+    assert at.number_input(key="sweep_epochs").value == 3
+    assert at.multiselect(key="sweep_techniques").value == ["dp-sgd"]
