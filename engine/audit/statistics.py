@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, special, stats
-from sklearn.metrics import roc_auc_score
 
 from engine.analysis.decide import membership_bound
 
@@ -58,11 +57,14 @@ class RateAtFpr:
     achieved_fpr: float  # out-rows above the threshold / out-rows (at most `fpr`)
     tpr: Interval  # Clopper-Pearson interval of the TPR at the threshold
     bound: float  # what (epsilon, delta)-DP allows at `fpr`: min(1, e^eps x fpr + delta); nan without epsilon
+    fpr_high: float  # Clopper-Pearson upper limit of the threshold's true FPR (few out-rows: far above `fpr`)
+    bound_high: float  # the DP bound at fpr_high: what the TPR's lower limit is held against
 
     @property
     def within_bound(self) -> bool:
-        """The TPR's lower confidence limit does not exceed the DP bound (true when there is no bound)."""
-        return not self.tpr.low > self.bound
+        """The attack does not beat the DP bound at the confidence: TPR's lower limit <= the bound at the FPR's
+        upper limit (Jagielski et al. 2020's test; true when there is no bound)."""
+        return not self.tpr.low > self.bound_high
 
 
 def one_run_p_value(epsilon: float, *, canaries: int, guesses: int, correct: int, delta: float) -> float:
@@ -143,16 +145,21 @@ def true_positive_rate_at(in_scores: np.ndarray, out_scores: np.ndarray, fpr: fl
     ranked_out = np.sort(out_scores)[::-1]
     threshold = ranked_out[allowed] if allowed < len(ranked_out) else -math.inf
     true_positives = int(np.sum(in_scores > threshold))
-    achieved = float(np.sum(out_scores > threshold)) / len(out_scores)
-    return RateAtFpr(fpr=fpr, achieved_fpr=achieved, tpr=clopper_pearson(true_positives, len(in_scores), confidence),
-                     bound=math.nan if epsilon is None else membership_bound(epsilon, delta or 0.0, fpr))
+    false_positives = int(np.sum(out_scores > threshold))
+    fpr_high = clopper_pearson(false_positives, len(out_scores), confidence).high
+
+    def bound(rate: float) -> float:
+        return math.nan if epsilon is None else membership_bound(epsilon, delta or 0.0, rate)
+
+    return RateAtFpr(fpr=fpr, achieved_fpr=false_positives / len(out_scores),
+                     tpr=clopper_pearson(true_positives, len(in_scores), confidence), bound=bound(fpr),
+                     fpr_high=fpr_high, bound_high=bound(fpr_high))
 
 
 def area_under_curve(in_scores: np.ndarray, out_scores: np.ndarray, confidence: float = 0.95) -> Interval:
     """ROC AUC (ties count half) with a percentile bootstrap interval, each side resampled with replacement."""
     in_scores, out_scores = np.asarray(in_scores, float), np.asarray(out_scores, float)
-    labels = np.concatenate([np.ones(len(in_scores)), np.zeros(len(out_scores))])
-    value = float(roc_auc_score(labels, np.concatenate([in_scores, out_scores])))
+    value = _auc_by_ranks(np.concatenate([in_scores, out_scores]), len(in_scores))
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     resampled = []
     for _ in range(BOOTSTRAP_RESAMPLES):

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from engine.config import RunConfig
 from engine.data import PreparedDataset
 from engine.models import build_model
+from engine.techniques import scoring_tap
 from engine.techniques.base import RunProgress
 
 
@@ -67,6 +68,7 @@ def evaluate(model: nn.Module, data: PreparedDataset, device: str, batch_size: i
 
 def score_metrics(scores: np.ndarray, data: PreparedDataset) -> dict[str, float | None]:
     """Accuracy, balanced accuracy and ROC AUC from class scores (n_test, classes) on the test set."""
+    scoring_tap.report(scores)  # an audit reads the model's scores here (engine.techniques.scoring_tap)
     predictions = scores.argmax(axis=1)
     try:
         if data.n_classes == 2:
