@@ -43,7 +43,7 @@ def audit_panel(audited: pd.DataFrame) -> None:
     st.subheader("Empirical audits: what an attack measured")
     for row in audited[audited["breach"]].itertuples(index=False):
         st.error(f"**{row.technique} · {row.model}, ε = {row.epsilon:.3g}: {BREACH_MESSAGE}.** The audit measured "
-                 f"ε ≥ {row.epsilon_lower_bound:.3g} at 95% confidence.", icon="🚨")
+                 f"ε ≥ {row.epsilon_lower_bound:.3g} at 95% confidence.", icon=":material/error:")
     table = audited.assign(attack=[attack_label(a, w) for a, w in zip(audited["attack"], audited["white_box"])])
     st.dataframe(table[["technique", "model", "epsilon", "epsilon_lower_bound", "tpr", "tpr_low", "tpr_high",
                         "tpr_bound", "auc", "breach", "attack", "run_id"]], hide_index=True, width="stretch",
@@ -68,7 +68,7 @@ def decide_audit(runs: pd.DataFrame, run_id: str) -> bool:
         st.caption(f"This configuration has not been audited: `frontier audit {run_id}` measures what an attack gets.")
         return False
     if finding.breach:
-        st.error(f"**{BREACH_MESSAGE[0].upper() + BREACH_MESSAGE[1:]}.**", icon="🚨")
+        st.error(f"**{BREACH_MESSAGE[0].upper() + BREACH_MESSAGE[1:]}.**", icon=":material/error:")
     st.markdown(audit_sentence(finding))
     return st.checkbox("Include the audit's figures in the report", value=False, key="decide_include_audit",
                        help=READS_PRIVATE_DATA + " A breach is flagged in the report either way.")

@@ -140,8 +140,8 @@ def add_audit_markers(figure: go.Figure, front: pd.DataFrame, audited: pd.DataFr
                                                 color=color, line=dict(width=2))))
         shown_legend = True
         if row.breach:
-            figure.add_annotation(x=math.log10(x), y=y, text=BREACH_MESSAGE, showarrow=True, arrowcolor="#d62728",
-                                  font=dict(color="#d62728"), ay=-40)
+            figure.add_annotation(x=math.log10(x_marker), y=y, text=BREACH_MESSAGE, showarrow=True, ay=-40,
+                                  arrowcolor="#d62728", font=dict(color="#d62728"), xanchor="center")
     for row in audited[audited["technique"] == "baseline"].itertuples(index=False):
         figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker=dict(symbol="diamond-open", color="#7f7f7f"),
                                     hoverinfo="skip", name=f"attack on the non-private {row.model}: TPR {_percent(row.tpr)} "
