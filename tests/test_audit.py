@@ -135,3 +135,17 @@ def test_reference_attack_scores_rank_members_first():
     for scores in (rmia_scores(target, references, population, np.tile(population, (k, 1))),
                    lira_scores(target, references, reference_in)):
         assert scores[members].mean() > scores[~members].mean()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset, shared", [("heart", dict(epochs=30, batch_size=32)),
+                                             ("adult", dict(epochs=10, batch_size=512))])
+def test_negative_control_at_three_budgets(workspace, dataset, shared):
+    """The issue's negative control (benchmarks/README.md has the figures): dp-sgd at epsilon 1, 4 and 8 on adult
+    and heart, audited black-box, white-box and with RMIA: every bound and TPR within the guarantee."""
+    spec = make_spec(dataset=dataset, techniques=["dp-sgd"], epsilons=[1, 4, 8], seeds=[0], **shared)
+    report = services.run(services.plan(spec, workspace), workspace, device="cpu")
+    for run_id in report.run_ids:
+        for settings in (AuditSettings(), AuditSettings(white_box=True), AuditSettings(attack="rmia")):
+            figures = services.audit(workspace, run_id, settings, device="cpu").figures
+            assert not figures.breach and all(rate.within_bound for rate in figures.rates), (run_id, settings)
