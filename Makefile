@@ -30,6 +30,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_sweep.py
 	$(BIN)/python benchmarks/bench_federated.py  # makes benchmarks/.venv-flower (Flower) on first use
 	$(BIN)/python benchmarks/bench_decide.py
+	$(BIN)/python benchmarks/bench_audit.py
 
 clean:
 	rm -rf $(VENV) .frontier .pytest_cache

@@ -101,7 +101,7 @@ def _read_yaml(path: Path) -> dict:
 
 
 def _sweep_command(config: Optional[Path], store: Optional[Path], workers: str, device: str, quiet: bool,
-                   flags: dict) -> None:
+                   flags: dict, audit: bool = False) -> None:
     """Train every run of a grid that the store does not already hold, and store each as it finishes."""
     from tqdm import tqdm
 
@@ -156,8 +156,11 @@ def _sweep_command(config: Optional[Path], store: Optional[Path], workers: str, 
         typer.echo(f"failed: {line}", err=True)
     if report.interrupted:
         raise typer.Exit(130)
+    breach = _audit_runs(workspace, report.run_ids, device, quiet) if audit else False
     if report.failed:
         raise typer.Exit(1)
+    if breach:
+        raise typer.Exit(AUDIT_BREACH_EXIT)
 
 
 def _make_sweep():
@@ -168,7 +171,7 @@ def _make_sweep():
     def sweep(**options) -> None:
         config, store = options.pop("config"), options.pop("store")
         workers, device, quiet = options.pop("workers"), options.pop("device"), options.pop("quiet")
-        _sweep_command(config, store, workers, device, quiet, options)
+        _sweep_command(config, store, workers, device, quiet, options, audit=options.pop("audit"))
 
     fixed = [
         inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
@@ -181,6 +184,8 @@ def _make_sweep():
                           default=typer.Option("auto", help="auto (CUDA when present), cpu or cuda.")),
         inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                           default=typer.Option(False, "--quiet", help="No progress bar.")),
+        inspect.Parameter("audit", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, "--audit", help=AUDIT_SWEEP_HELP)),
     ]
     sweep.__signature__ = inspect.Signature([*(_setting_option(s) for s in settings.values()), *fixed])
     sweep.__doc__ = _sweep_command.__doc__
@@ -197,6 +202,7 @@ def build_app() -> typer.Typer:
     app.command("frontier")(frontier_command)
     app.command("export")(export)
     app.command("verify")(verify)
+    app.command("audit")(audit_command)
     return app
 
 
@@ -278,13 +284,15 @@ def export(
     out: Path = typer.Option(..., "--out", help="Folder for config.yaml and report.html."),
     store: Optional[Path] = typer.Option(None, help=STORE_HELP),
     metric: str = typer.Option("accuracy", help="accuracy, balanced_accuracy or roc_auc."),
+    include_audit: bool = typer.Option(False, "--include-audit", help="Put the run's audit figures in the report "
+                                       "(they were computed on the private data; a breach is flagged regardless)."),
 ) -> None:
     """Write OUT/config.yaml (reproduces the run: `frontier sweep --config OUT/config.yaml`) and OUT/report.html."""
     from engine import services
     from engine.present.report import write_export
 
     try:
-        bundle = services.export(Workspace.at(store), run_id, metric)
+        bundle = services.export(Workspace.at(store), run_id, metric, include_audit=include_audit)
     except EngineError as exc:
         _fail(exc)
     config_path, report_path = write_export(bundle, out)
@@ -313,6 +321,73 @@ def verify(
                + ("every figure holds." if result.ok else f"{len(result.findings)} problem(s)."))
     if not result.ok:
         raise typer.Exit(1)
+
+
+AUDIT_BREACH_EXIT = 3  # `frontier audit` / `sweep --audit`: a measured lower bound above a run's epsilon
+AUDIT_SWEEP_HELP = ("After training, audit every run of the sweep with the one-run canary audit (one extra training "
+                    "each; see `frontier audit`). Exit code 3 if any audit measures a leak above the guarantee.")
+
+
+def _audit_runs(workspace: Workspace, run_ids, device: str, quiet: bool, settings=None) -> bool:
+    """Audit each run (answered from the store when done before); prints each; True if any breach."""
+    from tqdm import tqdm
+
+    from engine import services
+    from engine.audit.settings import AuditSettings
+    from engine.present.audit import READS_PRIVATE_DATA, figures_lines
+
+    typer.echo(f"note: {READS_PRIVATE_DATA}")
+    breach = False
+    for run_id in run_ids:
+        bar = tqdm(total=1.0, unit="model", disable=quiet, file=sys.stderr, dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {postfix}")
+
+        def on_progress(progress, bar=bar) -> None:
+            bar.n = min(1.0, round((progress.models_done + progress.fraction) / progress.models_total, 3))
+            bar.set_postfix_str(f"model {min(progress.models_done + 1, progress.models_total)}/{progress.models_total}")
+
+        try:
+            outcome = services.audit(workspace, run_id, settings or AuditSettings(), device=device,
+                                     on_progress=on_progress)
+        except EngineError as exc:
+            bar.close()
+            if len(run_ids) == 1:
+                _fail(exc)
+            typer.echo(f"audit of {run_id} failed: {exc}", err=True)
+            continue
+        bar.close()
+        typer.echo("\n".join(figures_lines(outcome.record)) + (" (from the store)" if outcome.cached else ""))
+        breach |= outcome.breach
+    return breach
+
+
+def audit_command(
+    run_id: str = typer.Argument(..., help="The run to audit (see `frontier results`)."),
+    attack: str = typer.Option("one-run", help="one-run (canaries, one training), rmia or lira (reference models)."),
+    canaries: Optional[int] = typer.Option(None, help="one-run: canaries m. Default: min(1000, a quarter of the rows)."),
+    reference_models: int = typer.Option(4, help="rmia / lira: reference models trained like the target (even)."),
+    white_box: bool = typer.Option(False, "--white-box", help="one-run on dp-sgd: Dirac gradient canaries."),
+    confidence: float = typer.Option(0.95, help="Confidence of the epsilon lower bound and of every interval."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    store: Optional[Path] = typer.Option(None, help=STORE_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Attack a trained run: membership inference and a measured epsilon lower bound beside its epsilon.
+
+    The audit trains extra models on the private training rows (the same technique and settings) and records its
+    figures in the store, kept out of exports unless included. Exit code 3: measured leak above the guarantee.
+    """
+    from engine.audit.settings import AuditSettings
+
+    settings = AuditSettings(attack=attack, reference_models=reference_models, canaries=canaries, white_box=white_box,
+                             confidence=confidence)
+    try:
+        settings.validate()
+    except EngineError as exc:
+        _fail(exc)
+    if _audit_runs(Workspace.at(store), [run_id], device, quiet, settings):
+        typer.echo("error: measured leak above the guarantee: a bug or a broken assumption.", err=True)
+        raise typer.Exit(AUDIT_BREACH_EXIT)
 
 
 load_plugins(os.environ.get(PLUGINS_ENVIRONMENT_VARIABLE))

@@ -11,7 +11,11 @@ from typing import Any, Mapping
 import pandas as pd
 
 from engine import ENGINE_VERSION
+from engine.analysis.audits import AuditFinding, audit_finding as find_audit
 from engine.analysis.decide import DecisionSummary, summarise_decision
+from engine.audit.records import AuditOutcome, audit_stored_run
+from engine.audit.run import AuditProgressCallback
+from engine.audit.settings import AuditSettings
 from engine.analysis.frontier import numeric_runs
 from engine.config import RunConfig, SweepReport, SweepSpec
 from engine.data import get_dataset_info
@@ -19,6 +23,7 @@ from engine.errors import ConfigError
 from engine.jobs import launch as job_launch
 from engine.jobs import progress as job_progress
 from engine.jobs.estimate import SweepEstimate, estimate_plan
+from engine.present.audit import released_finding
 from engine.present.report import ExportBundle, build_export
 from engine.runner.events import ProgressCallback
 from engine.runner.execute import run_plan
@@ -144,9 +149,32 @@ def decide(workspace: Workspace, run_id: str, metric: str = "accuracy", scope: s
                                   extra_releases=preprocessing_releases(workspace, dataset) if dataset else ())
 
 
+# --- audits (they read the private data: their figures stay out of exports unless included) -------------
+def audit(workspace: Workspace, run_id: str, settings: AuditSettings = AuditSettings(), *, device: str = "auto",
+          on_progress: AuditProgressCallback | None = None) -> AuditOutcome:
+    """Attack the stored run `run_id` and record the audit (answered from the store when it exists)."""
+    with open_store(workspace.store_path, create=False) as store:
+        return audit_stored_run(store, run_id, settings, uploads_dir=workspace.uploads_dir, device=device,
+                                on_progress=on_progress)
+
+
+def read_audits(workspace: Workspace) -> list[dict[str, Any]]:
+    """Every audit record (none when there is no store yet)."""
+    if not workspace.store_path.exists():
+        return []
+    with ResultStore(workspace.store_path, create=False) as store:
+        return store.audits()
+
+
+def audit_finding(workspace: Workspace, run_id: str) -> AuditFinding | None:
+    """What the audits say about `run_id`'s point and about the same model trained without privacy."""
+    return find_audit(read_runs(workspace), read_audits(workspace), run_id)
+
+
 def export(workspace: Workspace, run_id: str, metric: str = "accuracy",
-           summary: DecisionSummary | None = None) -> ExportBundle:
-    """config.yaml reproducing `run_id` and the report around it; `summary` reuses a decide() already made."""
+           summary: DecisionSummary | None = None, include_audit: bool = False) -> ExportBundle:
+    """config.yaml reproducing `run_id` and the report around it; `summary` reuses a decide() already made. The
+    report carries the audit's figures only with `include_audit` (a breach is always flagged)."""
     with ResultStore(workspace.store_path, create=False) as store:
         record = store.get(run_id)
         if record is None:
@@ -163,4 +191,6 @@ def export(workspace: Workspace, run_id: str, metric: str = "accuracy",
     spec = spec_for_run(config, info)
     data = prepared_data(config.dataset, config.train_subsample, workspace.uploads_dir)
     reproduces = config.cache_key(data.fingerprint, ENGINE_VERSION) == run_id
-    return build_export(record, spec.to_mapping(), runs, info, reproduces=reproduces, summary=summary, metric=metric)
+    finding = audit_finding(workspace, run_id)
+    return build_export(record, spec.to_mapping(), runs, info, reproduces=reproduces, summary=summary, metric=metric,
+                        audit=released_finding(finding, include_audit))

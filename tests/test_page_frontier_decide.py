@@ -93,9 +93,13 @@ def test_decide_page_ranks_explains_and_exports(monkeypatch, store_path):
     assert [w.value for w in at.warning if "No private configuration meets" in w.value]
 
 
+def _candidates(at):
+    return next(frame.value for frame in at.dataframe if "points_lost" in frame.value.columns)
+
+
 def test_decide_choice_follows_the_run_id_when_constraints_change(monkeypatch, store_path):
     at = _open(monkeypatch, store_path, "views/decide.py")
-    candidates = at.dataframe[0].value
+    candidates = _candidates(at)
     second = candidates.iloc[1]
     at.session_state["decide_run_id"] = second["run_id"]  # what selecting the second row records
     at.run()
@@ -106,6 +110,6 @@ def test_decide_choice_follows_the_run_id_when_constraints_change(monkeypatch, s
     assert any(chosen in header.value for header in at.subheader)
     # One that excludes it says so and shows the top candidate instead.
     at.number_input(key="decide_max_epsilon").set_value(float(second["epsilon"]) - 1e-6).run()
-    remaining = at.dataframe[0].value
+    remaining = _candidates(at)
     if second["run_id"] not in set(remaining["run_id"]):
         assert any("no longer meets" in caption.value for caption in at.caption)

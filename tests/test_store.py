@@ -77,3 +77,22 @@ def test_commits_are_visible_to_another_connection_at_once(store):
     store.write(_record("r1", accuracy=0.5))
     with sqlite3.connect(store.path) as other:
         assert other.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+
+
+def test_a_schema_2_store_gains_the_audit_tables(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, status TEXT NOT NULL, dataset TEXT NOT NULL, "
+                   "technique TEXT NOT NULL, point_id TEXT, trust_model TEXT, config TEXT, dataset_fingerprint TEXT, "
+                   "versions TEXT)")
+        db.execute("PRAGMA user_version = 2")
+    with ResultStore(path) as store:
+        store.write_audit({"audit_id": "a", "run_id": "r", "attack": "one-run", "settings": {"attack": "one-run"},
+                           "status": "ok", "figures": {"x": 1}, "created_at": "2026"})
+        store.put_audit_part("a", 0, b"plan")
+        assert store.audits(run_ids=["r"])[0]["settings"] == {"attack": "one-run"}
+        assert store.audit_parts("a") == {0: b"plan"}
+        store.drop_audit_parts("a")
+        assert store.audit_parts("a") == {}
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -11,6 +11,7 @@ from engine.errors import EngineError
 from engine.present.charts import frontier_figure
 from engine.present.sentences import decision_sentences
 from engine.workspace import Workspace
+from ui.audit import decide_audit
 from ui.common import page_runs, workspace
 from ui.decide_panel import candidates_table, constraints_form, excluded_table, headline
 
@@ -21,8 +22,8 @@ def decision(path: str, signature: tuple, run_id: str, metric: str, scope):  # n
 
 
 @st.cache_data(show_spinner="Writing the report…")
-def export(path: str, signature: tuple, run_id: str, metric: str, _summary):  # noqa: ARG001
-    return services.export(Workspace.at(path), run_id, metric, summary=_summary)
+def export(path: str, signature: tuple, run_id: str, metric: str, include_audit: bool, _summary):  # noqa: ARG001
+    return services.export(Workspace.at(path), run_id, metric, summary=_summary, include_audit=include_audit)
 
 
 st.title("Decide")
@@ -63,6 +64,7 @@ headline(summary, metric)
 sentences = decision_sentences(summary)
 for key in ("budget", "given_up", "search", "protects"):
     st.markdown(sentences[key])
+include_audit = decide_audit(runs, row["run_id"])
 
 front, reference = frontier_view(runs, dataset, metric)
 if not front.empty:
@@ -71,7 +73,7 @@ if not front.empty:
 
 st.subheader("Export")
 try:
-    bundle = export(path, signature, run_id, metric, summary)
+    bundle = export(path, signature, run_id, metric, include_audit, summary)
 except EngineError as exc:
     st.error(str(exc))
     st.stop()

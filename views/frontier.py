@@ -11,6 +11,7 @@ from engine.analysis.frontier import (available_costs, clipping_grid, cost_metri
 from engine.present.charts import clipping_heatmap, cost_figure, frontier_figure, local_global_figure
 from engine.present.labels import METRIC_LABELS
 from engine.techniques.registry import get_technique_class, technique_names
+from ui.audit import audit_overlay, audit_panel
 from ui.common import page_runs
 
 st.title("Frontier")
@@ -38,14 +39,16 @@ if front.empty:
         st.info(f"Only non-private runs on {dataset} so far: add private ones on the Sweep page.", icon="ℹ️")
     selected_points = []
 else:
-    event = st.plotly_chart(frontier_figure(front, reference, metric), key="frontier_chart", width="stretch",
-                            on_select="rerun", selection_mode="points")
+    figure = frontier_figure(front, reference, metric)
+    audited = audit_overlay(figure, front, runs, dataset, metric)
+    event = st.plotly_chart(figure, key="frontier_chart", width="stretch", on_select="rerun", selection_mode="points")
     st.caption(f"{n_ok} successful and {n_failed} failed run(s) on {dataset}. ε is the largest over a configuration's "
                "seeds, as reported by the accountant named on the axis for the training actually done. Circled points "
                f"are on the Pareto front (no other configuration has lower ε and higher {label}). Picking the best "
                "configuration from these runs spends privacy too: the Decide page shows what the whole sweep cost. "
                "Select a point to see its runs.")
     selected_points = [point.get("customdata") for point in event.selection.get("points", []) if point.get("customdata")]
+    audit_panel(audited)
 
 for (point_id,) in selected_points:
     point = on_data[on_data["point_id"] == point_id]

@@ -107,7 +107,7 @@ def pareto_front(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFram
     private["on_global_front"] = False
     learned = private["learned"].astype(bool) if "learned" in private else pd.Series(True, index=private.index)
     mean = f"{metric}_mean"
-    for keys, front in (((["dataset", "technique", "model"]), "on_front"), ((["dataset"]), "on_global_front")):
+    for keys, front in ((["dataset", "technique", "model"], "on_front"), ("dataset", "on_global_front")):
         for _, index in private[learned].groupby(keys).groups.items():
             rows = private.loc[index]
             private.loc[index, front] = pareto_mask(rows["epsilon"].to_numpy(float), rows[mean].to_numpy(float))

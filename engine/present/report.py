@@ -16,6 +16,7 @@ from engine.analysis.decide import DecisionConstraints, DecisionSummary, rank_ca
 from engine.analysis.frontier import cost_view, frontier_view
 from engine.config import RunConfig
 from engine.data import DatasetInfo
+from engine.present.audit import ReportAudit, report_section
 from engine.present.charts import cost_figure, frontier_figure
 from engine.present.sentences import decision_sentences
 
@@ -56,8 +57,10 @@ font-weight:600}pre{background:#f6f8fa;padding:1em;overflow-x:auto}.note{color:#
 
 
 def build_export(record: dict, spec_mapping: dict, runs: pd.DataFrame, info: DatasetInfo, *, reproduces: bool,
-                 summary: DecisionSummary | None, metric: str = "accuracy") -> ExportBundle:
-    """The config that reproduces `record`'s run and the report around it (`summary`: None for a non-private run)."""
+                 summary: DecisionSummary | None, metric: str = "accuracy",
+                 audit: ReportAudit | None = None) -> ExportBundle:
+    """The config that reproduces `record`'s run and the report around it (`summary`: None for a non-private run;
+    `audit`: what may be released of its audits, engine.present.audit.released_finding)."""
     config = RunConfig.from_dict(record["config"])
     config_yaml = (
         f"# Reproduces run {record['run_id']} ({config.technique} on {config.dataset}); exported "
@@ -65,7 +68,7 @@ def build_export(record: dict, spec_mapping: dict, runs: pd.DataFrame, info: Dat
         f"# frontier sweep --config config.yaml   (answered from the cache when the store holds it)\n"
         + yaml.safe_dump(spec_mapping, sort_keys=False)
     )
-    report = _render_report(record, config, runs, summary, info, metric, config_yaml, reproduces)
+    report = _render_report(record, config, runs, summary, info, metric, config_yaml, reproduces, audit)
     return ExportBundle(run_id=record["run_id"], config_yaml=config_yaml, report_html=report, reproduces=reproduces)
 
 
@@ -77,7 +80,7 @@ def write_export(bundle: ExportBundle, out_dir: str | Path) -> tuple[Path, Path]
     return out / "config.yaml", out / "report.html"
 
 
-def _render_report(record, config: RunConfig, runs, summary, info, metric, config_yaml, reproduces) -> str:
+def _render_report(record, config: RunConfig, runs, summary, info, metric, config_yaml, reproduces, audit=None) -> str:
     if summary is None:
         sentences = ["This is a non-private run: it carries no privacy guarantee and must not be released."]
     else:
@@ -119,6 +122,7 @@ def _render_report(record, config: RunConfig, runs, summary, info, metric, confi
         f"<p class=note>Run {html.escape(record['run_id'])}; exported {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
         f"by Privacy Frontier engine {ENGINE_VERSION}.</p>",
         "<h2>In plain language</h2>", *(f"<p>{_markdown_to_html(text)}</p>" for text in sentences),
+        report_section(audit),
         "<h2>The chosen run against its alternatives</h2>",
         _table(candidates, highlight) if not candidates.empty else "<p>No private alternatives were measured.</p>",
         "<p class=note>Configurations are pooled over seeds and compared on the validation rows; ε is the largest over "

@@ -2,6 +2,8 @@
 
 Schema 1 (engine 0.1, unversioned): `privacy_model` ("none", "global", "local") and no `point_id`.
 Schema 2: `trust_model` ("none", "central", "local") and `point_id` (RunConfig.point_key).
+Schema 3: the `audits` and `audit_parts` tables (engine.audit). Nothing in `runs` changes, so there is no step
+here: ResultStore creates the tables (store.AUDIT_TABLES, IF NOT EXISTS) whenever it prepares a store.
 """
 
 from __future__ import annotations

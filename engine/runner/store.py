@@ -21,7 +21,18 @@ import pandas as pd
 
 from engine.errors import StoreError
 
-SCHEMA_VERSION = 2  # 1: unversioned stores of engine 0.1 (privacy_model column, no point_id)
+SCHEMA_VERSION = 4  # 1: engine 0.1 (privacy_model, no point_id); 3: audits tables; 4: random searches, val_ columns
+# Empirical privacy audits (engine.audit): one row per audit, and the parts of an unfinished one (its plan and
+# each finished model's scores, dropped once the audit is recorded).
+AUDIT_TABLES = (
+    "CREATE TABLE IF NOT EXISTS audits (audit_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, point_id TEXT, "
+    "dataset TEXT, technique TEXT, attack TEXT NOT NULL, settings TEXT NOT NULL, status TEXT NOT NULL, error TEXT, "
+    "epsilon REAL, epsilon_lower_bound REAL, breach INTEGER, figures TEXT, versions TEXT, created_at TEXT)",
+    "CREATE INDEX IF NOT EXISTS audits_by_run ON audits (run_id)",
+    "CREATE TABLE IF NOT EXISTS audit_parts (audit_id TEXT NOT NULL, part INTEGER NOT NULL, payload BLOB NOT NULL, "
+    "PRIMARY KEY (audit_id, part))",
+)
+AUDIT_JSON = ("settings", "figures", "versions")
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,8 @@ class ResultStore:
                 self._db.execute("CREATE TABLE IF NOT EXISTS schema_columns (name TEXT PRIMARY KEY, json INTEGER)")
                 self._db.execute("CREATE TABLE IF NOT EXISTS searches (search_id TEXT PRIMARY KEY, mean_trials REAL, "
                                  "trials TEXT NOT NULL, created_at TEXT)")
+                for statement in AUDIT_TABLES:  # schema 3 (migrations.py: nothing in `runs` changes)
+                    self._db.execute(statement)
                 self._db.executemany("INSERT OR REPLACE INTO schema_columns VALUES (?, ?)",
                                      [(c.name, int(c.json)) for c in wanted.values()])
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -234,6 +247,44 @@ class ResultStore:
                 self._db.execute("INSERT OR REPLACE INTO noise_calibrations VALUES (?, ?)", (key, noise_multiplier))
         except sqlite3.OperationalError:
             pass  # a cache: a read-only or full store only means the next run calibrates again
+
+    # --- audits (engine.audit): records, and the parts of an unfinished one ----------------------------
+    def write_audit(self, record: dict[str, Any]) -> None:
+        names = [row[1] for row in self._db.execute("PRAGMA table_info(audits)")]
+        values = [json.dumps(record.get(name)) if name in AUDIT_JSON else record.get(name) for name in names]
+        marks = ", ".join("?" for _ in names)
+        with self._db:
+            self._db.execute(f"INSERT OR REPLACE INTO audits ({', '.join(names)}) VALUES ({marks})", values)
+
+    def audits(self, *, run_ids: Iterable[str] | None = None, audit_id: str | None = None) -> list[dict[str, Any]]:
+        """Audit records, oldest first (every audit of these runs, or the one audit asked for)."""
+        clauses, params = [], []
+        if run_ids is not None:
+            ids = list(run_ids)
+            clauses.append(f"run_id IN ({', '.join('?' for _ in ids) or 'NULL'})")
+            params.extend(ids)
+        if audit_id is not None:
+            clauses.append("audit_id = ?")
+            params.append(audit_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        cursor = self._db.execute(f"SELECT * FROM audits {where} ORDER BY created_at, audit_id", params)
+        names = [description[0] for description in cursor.description]
+        rows = [dict(zip(names, row)) for row in cursor]
+        for row in rows:
+            row.update({name: json.loads(row[name]) for name in AUDIT_JSON if row.get(name) is not None})
+        return rows
+
+    def audit_parts(self, audit_id: str) -> dict[int, bytes]:
+        return {part: bytes(payload) for part, payload in self._db.execute(
+            "SELECT part, payload FROM audit_parts WHERE audit_id = ?", (audit_id,))}
+
+    def put_audit_part(self, audit_id: str, index: int, payload: bytes) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO audit_parts VALUES (?, ?, ?)", (audit_id, index, payload))
+
+    def drop_audit_parts(self, audit_id: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM audit_parts WHERE audit_id = ?", (audit_id,))
 
     # --- upkeep -----------------------------------------------------------------------------------------
     def integrity_check(self) -> str:

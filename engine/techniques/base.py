@@ -105,6 +105,9 @@ class RunContext:
     noise_cache: NoiseCache | None = None
     # Every privacy-relevant draw (noise, sampling, randomisation) comes from here: secret, never the seed.
     randomness: PrivacyRandomness = field(default_factory=SecretRandomness)
+    # Called once with the Opacus DPOptimizer before DP-SGD trains: the white-box audit inserts its gradient
+    # canaries there (engine.audit.gradient_canaries). None in every ordinary run.
+    dp_optimizer_hook: Callable[[Any], None] | None = None
 
 
 class Technique(ABC):

@@ -58,6 +58,8 @@ def train_dp_sgd(config: RunConfig, data: PreparedDataset, *, context: RunContex
             noise_multiplier=noise_multiplier, max_grad_norm=config.max_grad_norm, poisson_sampling=True,
             noise_generator=context.randomness.torch_generator(context.device),
         )
+    if context.dp_optimizer_hook is not None:  # a white-box audit's gradient canaries (engine.audit)
+        context.dp_optimizer_hook(optimizer)
     with PeakMemory(context.device) as memory, Stopwatch() as clock, warnings.catch_warnings():
         # Opacus' hooks fire on the first layer whose input needs no gradient: harmless, and noisy.
         warnings.filterwarnings("ignore", message="Full backward hook is firing")

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 
 from engine.data import DatasetInfo, PreparedDataset
+from engine.techniques import scoring_tap
 
 BALANCED_RANGE = (0.35, 0.65)  # a declared positive rate in this range counts as a balanced label
 MAX_CANDIDATE_THRESHOLDS = 256
@@ -61,6 +62,7 @@ def score_metrics(test_scores: np.ndarray, data: PreparedDataset,
     """Test metrics (accuracy, balanced_accuracy, roc_auc), validation metrics (val_*) and the decision threshold,
     from class scores (n, classes). Each thresholded metric is measured at the threshold that maximises it on the
     validation rows; `decision_threshold` is the one for the label's objective. Several classes: arg-max."""
+    scoring_tap.report(test_scores)  # an audit reads the model's scores here (engine.techniques.scoring_tap)
     has_validation = validation_scores is not None and data.y_val is not None and len(data.y_val) > 0
     thresholds = {"accuracy": None, "balanced_accuracy": None}
     if data.n_classes == 2 and has_validation:
