@@ -45,9 +45,12 @@ class SweepSpec:
     seeds: tuple[int, ...] = setting((0,), minimum=0, axis="seed", example="0,1,2", group="grid",
                                      help="Replicates: model initialisation and simulated partitions (never the "
                                           "privacy noise). Several give an error bar for each point.")
-    epochs: int = setting(10, minimum=1, maximum=100_000, group="training", help="Training epochs.")
-    batch_size: int = setting(512, minimum=1, group="training",
-                              help="Expected batch size (DP-SGD samples batches at random).")
+    epochs: int | None = setting(None, minimum=1, maximum=100_000, group="training",
+                                 help="Training epochs. Default: follows the table's size (at least 300 steps, 10 to "
+                                      "100 epochs; adult: 10).")
+    batch_size: int | None = setting(None, minimum=1, group="training",
+                                     help="Expected batch size (DP-SGD samples batches at random). Default: about "
+                                          "1/16 of the training rows, 32 to 512 (adult: 512).")
     learning_rate: float = setting(5e-3, above=0, maximum=10.0, flag="lr", group="training",
                                    help="Adam learning rate.")
     hidden_units: int = setting(64, minimum=1, maximum=65_536, flag="hidden", label="MLP hidden units",

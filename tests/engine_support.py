@@ -18,7 +18,8 @@ def make_spec(**values) -> SweepSpec:
 
 
 def expand(spec: SweepSpec):
-    return planning.expand(spec, get_dataset_info(spec.dataset))
+    n_train = planning.prepared_data(spec.dataset, spec.train_subsample, None).n_train
+    return planning.expand(spec, get_dataset_info(spec.dataset), n_train)
 
 
 def prepared_data(config_or_spec, uploads_dir: Path | None = None):

@@ -39,7 +39,10 @@ def audited(tmp_path_factory):
         services.audit(workspace, ids[key], AuditSettings(canaries=150), device="cpu")
     services.audit(workspace, ids["dp-sgd-noise-off:1.0"], AuditSettings(canaries=300, white_box=True), device="cpu")
     yield workspace, ids
+    # Forget the plugin too: later tests' detached workers would be told to import it without tests/ on the path.
     registry.unregister_technique("dp-sgd-noise-off")
+    if PLUGIN in registry._PLUGINS:
+        registry._PLUGINS.remove(PLUGIN)
 
 
 def _cli(*args, store):

@@ -19,7 +19,7 @@ from engine.federated.partitions import make_partition, partition_summary
 from engine.federated.strategies import FedAvg, aggregate, aggregate_sum
 from engine.models import build_model
 from engine.privacy.accounting import epsilon_for
-from engine.privacy.composition import compose_runs, run_privacy_loss
+from engine.privacy.composition import compose_runs, run_mechanism
 from engine.data import get_dataset_info
 from engine.runner.plan import spec_for_run
 from engine.runner.spec import spec_from_mapping
@@ -248,7 +248,7 @@ def test_federated_runs_compose_into_the_sweep_epsilon(heart_records):
     private = [r for r in heart_records if r["epsilon"] is not None]
     composed = compose_runs(heart_records, delta=1e-5)
     assert composed.n_private == 6 and composed.epsilon > max(r["epsilon"] for r in private)
-    labels = {run_privacy_loss(r)[1] for r in private}
+    labels = {run_mechanism(r)[0] for r in private}
     assert labels == {"subsampled Gaussian (DP-SGD)", "subsampled Gaussian (client-level, DP-FedAvg)"}
 
 

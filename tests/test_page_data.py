@@ -151,7 +151,7 @@ def test_uploaded_dataset_sweeps_and_its_frontier_is_drawn(isolated_store):
     _ok(frontier)
     assert frontier.selectbox(key="frontier_dataset").value == name
     figure = json.loads(frontier.get("plotly_chart")[0].proto.spec)
-    assert "Pareto front" in [trace.get("name") for trace in figure["data"]]
+    assert "Pareto front (all techniques)" in [trace.get("name") for trace in figure["data"]]
 
 
 @pytest.mark.parametrize("raw", [b"", b"\xff\xfe" + "a,b,y\n1,2,0\n3,4,1\n".encode("utf-16-le")])

@@ -15,6 +15,7 @@ from engine.config import RunConfig, SweepSpec
 from engine.data import DatasetInfo, PreparedDataset, get_dataset_info, load_dataset
 from engine.errors import ConfigError
 from engine.runner.search import SearchDraw, draw_search, search_id
+from engine.runner.sizing import sized
 from engine.runner.spec import technique_options
 from engine.techniques.base import PURE_DP_ACCOUNTANT
 from engine.techniques.registry import create_technique, get_technique_class
@@ -40,9 +41,14 @@ def default_model(info: DatasetInfo) -> str:
     return "cnn" if info.is_image else "mlp"
 
 
-def expand(spec: SweepSpec, info: DatasetInfo) -> list[RunConfig]:
-    """Every run of the grid, each technique over only the axes it has."""
+def expand(spec: SweepSpec, info: DatasetInfo, n_train: int | None = None) -> list[RunConfig]:
+    """Every run of the grid, each technique over only the axes it has. `n_train`: the rows the runs train on,
+    which sizes an unset batch size and number of epochs (engine.runner.sizing)."""
     spec.validate()
+    if spec.batch_size is None or spec.epochs is None:
+        if n_train is None:
+            raise ValueError("expand() needs n_train when the spec leaves batch size or epochs to the table's size.")
+        spec = sized(spec, n_train)
     model = spec.model or default_model(info)
     shared = dict(dataset=spec.dataset, model=model, epochs=spec.epochs, batch_size=spec.batch_size,
                   learning_rate=spec.learning_rate, hidden_units=spec.hidden_units,
@@ -90,15 +96,15 @@ def prepared_data(dataset: str, train_subsample: int | None, uploads_dir: Path |
 def plan_sweep(spec: SweepSpec, *, uploads_dir: Path | None, store=None) -> SweepPlan:
     """Validate everything that can be checked before training, then look up the cache in `store`."""
     info = get_dataset_info(spec.dataset, uploads_dir)
-    configs = expand(spec, info)
+    data = prepared_data(spec.dataset, spec.train_subsample, uploads_dir)
+    configs = expand(spec, info, data.n_train)
     stored = store.get_search(search_id(spec)) if (store is not None and spec.random_trials is not None) else None
     configs, search = draw_search(spec, configs, stored=stored)
-    data = prepared_data(spec.dataset, spec.train_subsample, uploads_dir)
     if any(config.delta for config in configs):  # only runs with a delta > 0 need delta < 1/n
         check_delta(spec.delta, data.n_train)
     from engine.techniques.training import model_for  # validates model vs data (cnn needs images)
 
-    model_for((configs or expand(spec, info))[0], data)
+    model_for((configs or expand(spec, info, data.n_train))[0], data)
     for config in configs:  # checks that need the data (a federated partition that cannot be made)
         create_technique(config.technique).check(config, data)
     run_ids = tuple(config.cache_key(data.fingerprint, ENGINE_VERSION) for config in configs)
