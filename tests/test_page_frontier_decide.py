@@ -16,7 +16,7 @@ from engine_support import make_spec, plan_sweep, run_sweep
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 SPEC = make_spec(dataset="breast-cancer", techniques=("baseline", "dp-sgd"), epsilons=(1.0, 4.0),
-                 clipping_norms=(0.5, 1.0), seeds=(0,), epochs=2, batch_size=64, accountant="rdp")
+                 clipping_norms=(0.5, 1.0), seeds=(0,), epochs=5, batch_size=64, accountant="rdp")
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,11 @@ def _candidates(at):
 def test_decide_choice_follows_the_run_id_when_constraints_change(monkeypatch, store_path):
     at = _open(monkeypatch, store_path, "views/decide.py")
     candidates = _candidates(at)
-    second = candidates.iloc[1]
+    # Choose a run that is not the top row and that a tighter epsilon constraint can exclude while leaving others.
+    others = candidates.iloc[1:]
+    second = others.loc[others["epsilon"].idxmax()]
+    lowest = float(candidates["epsilon"].min())
+    assert float(second["epsilon"]) > lowest, candidates[["run_id", "epsilon"]]
     at.session_state["decide_run_id"] = second["run_id"]  # what selecting the second row records
     at.run()
     chosen = f"at ε = {second['epsilon']:.3g}"
@@ -109,7 +113,7 @@ def test_decide_choice_follows_the_run_id_when_constraints_change(monkeypatch, s
     at.number_input(key="decide_max_epsilon").set_value(float(candidates["epsilon"].max()) + 1).run()
     assert any(chosen in header.value for header in at.subheader)
     # One that excludes it says so and shows the top candidate instead.
-    at.number_input(key="decide_max_epsilon").set_value(float(second["epsilon"]) - 1e-6).run()
+    at.number_input(key="decide_max_epsilon").set_value((lowest + float(second["epsilon"])) / 2).run()
     remaining = _candidates(at)
-    if second["run_id"] not in set(remaining["run_id"]):
-        assert any("no longer meets" in caption.value for caption in at.caption)
+    assert second["run_id"] not in set(remaining["run_id"])
+    assert any("no longer meets" in caption.value for caption in at.caption)

@@ -112,7 +112,10 @@ def test_worker_processes_give_the_same_records(store, quick_spec, tmp_path):
         for record in parallel.records():
             assert record["run_id"] in serial  # same cache keys
             assert record["epsilon"] == serial[record["run_id"]]["epsilon"]
-            assert record["accuracy"] == pytest.approx(serial[record["run_id"]]["accuracy"], abs=0.02)
+            # The baseline is a function of its seed; DP noise is secret (never the seed), so a private run's
+            # accuracy agrees only within the noise's spread.
+            tolerance = 0.02 if record["epsilon"] is None else 0.08
+            assert record["accuracy"] == pytest.approx(serial[record["run_id"]]["accuracy"], abs=tolerance)
 
 
 def test_killing_a_sweep_loses_no_finished_run(tmp_path):
