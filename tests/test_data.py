@@ -97,3 +97,17 @@ def test_unknown_dataset_and_bad_catalogue_column():
         load_dataset("nope")
     with pytest.raises(DataError, match="not in the data"):
         encode_table(pd.DataFrame({"a": [1]}), {"age": {"bounds": [0, 1]}}, {})
+
+
+def test_the_data_page_explains_model_inputs_and_missing_values_as_the_encoding_does():
+    import re
+
+    from engine.present.sentences import missing_values_sentence, model_inputs_sentence
+
+    heart = load_dataset("heart")
+    sentence = model_inputs_sentence(heart.info, heart.n_features)
+    attributes, inputs, numeric, one_hot, _, flags = map(int, re.findall(r"\d+", sentence.replace("[-1, 1]", ""))[:6])
+    assert inputs == heart.n_features == numeric + one_hot + flags and attributes == 14
+    flagged = [name for name in heart.feature_names if name.endswith("=missing")]
+    assert flags == len(flagged) and all(name.removesuffix("=missing") in missing_values_sentence(heart.info)
+                                          for name in flagged)

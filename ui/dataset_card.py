@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from engine.data import load_dataset
+from engine.present.sentences import missing_values_sentence, model_inputs_sentence
 
 
 @st.cache_data(show_spinner="Preparing the dataset…")
@@ -28,6 +29,7 @@ def dataset_card(name: str, uploads: Path, signature: tuple) -> dict:  # noqa: A
         "data_derived": list(data.data_derived_bounds), "identifiers": list(info.identifier_columns),
         "silo_column": info.silo_column, "silos": list(info.categorical.get(info.silo_column, [])) if info.silo_column else [],
         "folder": info.folder, "fingerprint": data.fingerprint, "upload": info.upload or {},
+        "inputs_text": model_inputs_sentence(info, data.n_features), "missing_text": missing_values_sentence(info),
     }
 
 
@@ -53,14 +55,15 @@ def render_card(card: dict) -> None:
                                "the majority class scores max(rate, 1 − rate).")
     else:
         metrics[2].metric("Classes", card["n_classes"])
-    metrics[3].metric("Model inputs", f"{card['n_features']:,}", help="Features after one-hot encoding and "
-                      "missing-value indicators." if not card["is_image"] else "Pixels.")
+    metrics[3].metric("Model inputs", f"{card['n_features']:,}", help=card["inputs_text"])
     st.markdown(card["description"])
     lines = [
         f"- **Label:** `{card['label_text']}` · **task:** {card['task']}",
         f"- **Split:** {card['split']}",
         f"- **Sensitive columns:** {card['sensitive_list']}",
         f"- **Preprocessing bounds:** {bounds_text(card)}",
+        f"- **Model inputs:** {card['inputs_text']}",
+        f"- **Missing values:** {card['missing_text']}",
         f"- **Licence:** {card['licence']}",
         f"- **Provenance:** {card['provenance']}",
     ]

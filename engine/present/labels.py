@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine.config import RunConfig
 from engine.techniques.metrics import BALANCED_RANGE
 
-ACCOUNTANT_NAMES = {"prv": "PRV", "rdp": "RDP", "pure": "pure ε"}
+ACCOUNTANT_NAMES = {"prv": "PRV", "rdp": "RDP", "pure": "pure DP"}
 METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC"}
 TRUST_MODEL_LABELS = {"none": "no DP", "central": "central DP", "local": "local DP"}
 
@@ -29,7 +29,7 @@ def epsilon_label(accountant: str | None, delta: float | None) -> str:
     if not accountant:
         return "no privacy"
     if accountant == "pure" or not delta:
-        return "pure ε (δ = 0)"
+        return "pure DP, δ = 0"  # beside an ε already: "ε (pure DP, δ = 0)", never "ε (pure ε ...)"
     return f"{ACCOUNTANT_NAMES.get(accountant, accountant)} accountant, δ = {delta:.0e}"
 
 

@@ -103,3 +103,29 @@ def protects_sentence(run: dict[str, Any]) -> str:
             f"scored from whoever runs the model (encrypted inference does that), nor keep raw data in its silo "
             f"(federated learning does that)." if "scored" not in covered else
             f"**What {technique} protects.** {covered[0].upper() + covered[1:]}.")
+
+
+def model_inputs_sentence(info, n_inputs: int) -> str:
+    """How a table's attributes become the model's inputs ("15 attributes become 22 inputs: ...")."""
+    if info.is_image:
+        return "One input per pixel, scaled to [0, 1]."
+    numeric, categorical = info.numeric, info.categorical
+    nullable = [column for column, spec in numeric.items() if spec.get("nullable")]
+    one_hot = sum(len(values) for values in categorical.values())
+    if len(numeric) + one_hot + len(nullable) != n_inputs:  # a table whose columns come from a library as they are
+        return f"{n_inputs} numeric inputs, one per column, scaled to [-1, 1]."
+    flags = f", and {len(nullable)} 0/1 flag(s) that say a number was missing" if nullable else ""
+    return (f"{len(numeric) + len(categorical)} attributes become {n_inputs} inputs: {len(numeric)} numeric (clipped "
+            f"to their bounds, scaled to [-1, 1]), {one_hot} one-hot columns for {len(categorical)} categorical "
+            f"attribute(s){flags}.")
+
+
+def missing_values_sentence(info) -> str:
+    """What preprocessing does with a missing value, as engine.data.prepare.encode_table does it."""
+    if info.is_image:
+        return "Images have no missing values."
+    nullable = [column for column, spec in info.numeric.items() if spec.get("nullable")]
+    numbers = (f"a missing number ({', '.join(nullable)}) is set to its column's lower bound and flagged by its own "
+               "0/1 input" if nullable else "no numeric column may be missing (a file with one is refused)")
+    return (f"{numbers[0].upper()}{numbers[1:]}; a missing or undeclared category gets no one-hot column (all zeros). "
+            "Numbers outside their bounds are clipped to them.")
