@@ -85,7 +85,9 @@ def _setting_option(declared: Setting) -> inspect.Parameter:
     return inspect.Parameter(declared.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_yaml(path: Path) -> tuple[dict, dict | None]:
+    """(sweep settings, the `upload:` section or None) of a config file: flat settings, or `sweep:` beside an
+    optional `upload:` (an export of a run on an uploaded CSV carries its schema there)."""
     if not path.exists():
         raise ConfigError(f"Config file {path} does not exist.")
     try:
@@ -94,10 +96,15 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path} must hold a mapping of sweep settings (dataset: adult, ...).")
+    loaded = dict(loaded)
+    upload = loaded.pop("upload", None)
+    if "sweep" in loaded and len(loaded) > 1:
+        raise ConfigError(f"{path}: beside `sweep:` only `upload:` may be given, got "
+                          f"{', '.join(sorted(str(key) for key in loaded if key != 'sweep'))}.")
     values = loaded.get("sweep", loaded)
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: `sweep:` must hold a mapping of sweep settings.")
-    return values
+    return values, upload
 
 
 def _sweep_command(config: Optional[Path], store: Optional[Path], workers: str, device: str, quiet: bool,
@@ -106,16 +113,20 @@ def _sweep_command(config: Optional[Path], store: Optional[Path], workers: str, 
     from tqdm import tqdm
 
     from engine import services
+    from engine.data.uploads.schema import read_schema
     from engine.runner.spec import all_settings
 
     workspace = Workspace.at(store)
     try:
-        values = _read_yaml(config) if config is not None else {}
+        values, upload_section = _read_yaml(config) if config is not None else ({}, None)
         declared = all_settings()
         for name, text in flags.items():
             if text is not None:
                 values[name] = text if isinstance(text, bool) else declared[name].parse_text(text)
         spec = services.read_spec(values)
+        if upload_section is not None:  # an export of a run on an upload: this store must hold that very table
+            services.check_upload(read_schema(upload_section, f"{config} (upload:)"), spec.dataset, workspace,
+                                  str(config))
         worker_count = Setting("workers", int, minimum=1, maximum=256).parse_text(workers)
         if device not in DEVICES:
             raise ConfigError(f"Unknown --device {device!r}: choose auto, cpu or cuda.")
@@ -198,6 +209,7 @@ def build_app() -> typer.Typer:
                       help="Measure what privacy costs on your data: sweep, cache, and read privacy-utility frontiers.")
     app.command("sweep")(_make_sweep())
     app.command("datasets")(datasets)
+    app.command("upload")(upload)
     app.command("results")(results)
     app.command("frontier")(frontier_command)
     app.command("export")(export)
@@ -216,6 +228,49 @@ def datasets(output_format: str = typer.Option("table", "--format", help="table,
     columns = ["name", "task", "rows", "label", "split", "licence", "sensitive_columns", "bounds"]
     frame = pd.DataFrame(cards)
     _print_frame(frame if output_format != "table" else frame[columns], output_format)
+
+
+def upload(
+    csv_file: Path = typer.Argument(..., metavar="FILE.csv", help="The CSV (comma, semicolon or tab separated, "
+                                    "with a header row)."),
+    label: Optional[str] = typer.Option(None, help="The label column (the outcome to predict). Default: the schema's."),
+    schema: Optional[Path] = typer.Option(None, help="schema.yaml, or an exported config.yaml: label, kept columns, "
+                                          "public bounds and categories (see README)."),
+    name: Optional[str] = typer.Option(None, help="Dataset name. Default: the schema's, else made from the file name."),
+    positive: Optional[str] = typer.Option(None, help="The positive class. Default: the schema's, else the rarer of "
+                                           "two values."),
+    replace: bool = typer.Option(False, "--replace", help="Replace an earlier upload of that name holding other data."),
+    store: Optional[Path] = typer.Option(None, help=STORE_HELP),
+) -> None:
+    """Register a CSV as a dataset beside the store, as the Data page does: suspected identifiers are dropped
+    (never stored), and undeclared bounds and categories are read from the rows and recorded as data-derived."""
+    import dataclasses
+
+    from engine import services
+    from engine.data.uploads.schema import UploadSchema, schema_from_yaml
+
+    workspace = Workspace.at(store)
+    try:
+        if not csv_file.is_file():
+            raise ConfigError(f"{csv_file} is not a file: give the path of a CSV.")
+        declared = schema_from_yaml(schema.read_text(encoding="utf-8"), str(schema)) if schema else UploadSchema()
+        if not schema and not label:
+            raise ConfigError("Say which column is the label: --label COLUMN (or --schema schema.yaml).")
+        declared = dataclasses.replace(declared, label=label or declared.label, name=name or declared.name,
+                                       positive=positive or declared.positive)
+        info = services.upload(csv_file.read_bytes(), csv_file.name, declared, workspace, replace=replace)
+    except (EngineError, OSError) as exc:
+        _fail(exc if isinstance(exc, EngineError) else f"cannot read {exc.filename}: {exc.strerror}.")
+    kept = [*info.numeric, *info.categorical]
+    typer.echo(f"registered {info.name} (fingerprint {info.fingerprint}): {info.rows} rows, label "
+               f"{info.label['column']} = {info.label['positive']}, in {info.folder}")
+    typer.echo(f"kept {len(kept)} column(s): {', '.join(kept)}")
+    typer.echo(f"dropped as identifiers (never stored): {', '.join(info.identifier_columns) or 'none'}")
+    typer.echo(f"dropped: {', '.join(info.drop_columns) or 'none'}")
+    typer.echo(f"bounds or categories read from the rows (not covered by epsilon): "
+               f"{', '.join(info.data_derived_columns) or 'none'}")
+    for warning in (info.upload or {}).get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def results(

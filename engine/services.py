@@ -18,7 +18,11 @@ from engine.audit.run import AuditProgressCallback
 from engine.audit.settings import AuditSettings
 from engine.analysis.frontier import numeric_runs
 from engine.config import RunConfig, SweepReport, SweepSpec
-from engine.data import get_dataset_info
+from engine.data import DatasetInfo, get_dataset_info
+from engine.data.uploads.inspect import inspect_csv
+from engine.data.uploads.register import register_upload
+from engine.data.uploads.schema import UploadSchema, schema_of, upload_spec
+from engine.data.uploads.validate import slugify
 from engine.errors import ConfigError
 from engine.jobs import launch as job_launch
 from engine.jobs import progress as job_progress
@@ -88,6 +92,35 @@ def list_jobs(workspace: Workspace, *, limit: int | None = None) -> list[job_pro
 
 def cancel(job_id: str, workspace: Workspace, **options) -> job_progress.JobStatus:
     return job_launch.cancel_job(job_id, workspace, **options)
+
+
+# --- uploads (the Data page registers through the same engine functions, engine.data.uploads) -------------
+def upload(raw: bytes, filename: str, schema: UploadSchema, workspace: Workspace, *,
+           replace: bool = False) -> DatasetInfo:
+    """Register a CSV as `schema` declares (its name, else one made from the file name). A schema carrying a
+    fingerprint (an export's) refuses, writing nothing, a file that prepares to another table."""
+    inspection = inspect_csv(raw, filename)
+    spec = upload_spec(schema, inspection, schema.name or slugify(filename))
+    return register_upload(raw, inspection, spec, uploads_dir=workspace.uploads_dir, replace=replace,
+                           expected_fingerprint=schema.fingerprint)
+
+
+def check_upload(schema: UploadSchema, dataset: str, workspace: Workspace, source: str = "the config") -> None:
+    """Before a sweep of an exported config: its upload is in this store and holds the table it was exported
+    from. Otherwise a one-line error saying how to register it (a sweep must never train on other data)."""
+    if schema.name != dataset or schema.fingerprint is None:
+        raise ConfigError(f"{source}: its upload section must name the sweep's dataset {dataset!r} and carry its "
+                          f"fingerprint (got name {schema.name!r}): export the run again with `frontier export`.")
+    register = f"frontier upload FILE.csv --schema {source} --store {workspace.store_path}"
+    try:
+        info = get_dataset_info(dataset, workspace.uploads_dir)
+    except ConfigError:
+        raise ConfigError(f"{source} trains on the upload {dataset!r} (fingerprint {schema.fingerprint}), which is "
+                          f"not in {workspace.uploads_dir}: register the same CSV first: {register}") from None
+    if info.fingerprint != schema.fingerprint:
+        raise ConfigError(f"The upload {dataset!r} in {workspace.uploads_dir} holds another table than {source} was "
+                          f"exported from: expected fingerprint {schema.fingerprint}, found {info.fingerprint}. "
+                          f"Register the original CSV: {register} --replace")
 
 
 # --- reading results ----------------------------------------------------------------------------------------
@@ -192,5 +225,7 @@ def export(workspace: Workspace, run_id: str, metric: str = "accuracy",
     data = prepared_data(config.dataset, config.train_subsample, workspace.uploads_dir)
     reproduces = config.cache_key(data.fingerprint, ENGINE_VERSION) == run_id
     finding = audit_finding(workspace, run_id)
+    # An upload travels as its schema (declared values and the table's fingerprint, never rows or row statistics).
+    carried = schema_of(info).to_mapping() if info.origin == "uploaded" else None
     return build_export(record, spec.to_mapping(), runs, info, reproduces=reproduces, summary=summary, metric=metric,
-                        audit=released_finding(finding, include_audit))
+                        audit=released_finding(finding, include_audit), upload_schema=carried)

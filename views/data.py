@@ -13,6 +13,7 @@ import streamlit as st
 
 from engine.data import catalogue_signature, dataset_names, get_dataset_info
 from engine.data.uploads.register import delete_upload, register_upload
+from engine.data.uploads.schema import schema_of, schema_yaml
 from engine.errors import EngineError
 from ui.common import uploads_dir
 from ui.csv_inspection import inspect_upload, render_inspection
@@ -88,6 +89,13 @@ def render_uploads(catalogue_rows: list[dict], uploads: Path) -> None:
     st.dataframe(pd.DataFrame([{key: row[key] for key in ("name", "title", "rows", "label", "bounds", "provenance")}
                                for row in catalogue_rows]),
                  key="data_uploads", hide_index=True, width="stretch")
+    with st.expander("Register an upload elsewhere (schema.yaml)", key="data_schema_box"):
+        shared = st.selectbox("Uploaded dataset", [row["name"] for row in catalogue_rows], key="data_schema_name")
+        st.caption("Its label, kept columns and declared bounds and categories (no rows, no values read from them): "
+                   f"`frontier upload FILE.csv --schema schema.yaml` registers the same CSV as {shared!r} on another "
+                   "machine or store, and refuses a different file.")
+        st.download_button("Download schema.yaml", schema_yaml(schema_of(get_dataset_info(shared, uploads))),
+                           file_name=f"{shared}-schema.yaml", mime="application/x-yaml", key="data_schema_download")
     with st.expander("Delete an uploaded dataset", key="data_delete_box"):
         doomed = st.selectbox("Uploaded dataset to delete", [row["name"] for row in catalogue_rows], key="data_delete_name")
         sure = st.checkbox(f"Delete the stored rows of {doomed!r} from this machine", key="data_delete_sure")

@@ -58,16 +58,21 @@ font-weight:600}pre{background:#f6f8fa;padding:1em;overflow-x:auto}.note{color:#
 
 def build_export(record: dict, spec_mapping: dict, runs: pd.DataFrame, info: DatasetInfo, *, reproduces: bool,
                  summary: DecisionSummary | None, metric: str = "accuracy",
-                 audit: ReportAudit | None = None) -> ExportBundle:
+                 audit: ReportAudit | None = None, upload_schema: dict | None = None) -> ExportBundle:
     """The config that reproduces `record`'s run and the report around it (`summary`: None for a non-private run;
-    `audit`: what may be released of its audits, engine.present.audit.released_finding)."""
+    `audit`: what may be released of its audits, engine.present.audit.released_finding; `upload_schema`: the
+    uploaded table's schema, carried in the config so that another store can register the same CSV)."""
     config = RunConfig.from_dict(record["config"])
-    config_yaml = (
-        f"# Reproduces run {record['run_id']} ({config.technique} on {config.dataset}); exported "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by engine {ENGINE_VERSION}.\n"
-        f"# frontier sweep --config config.yaml   (answered from the cache when the store holds it)\n"
-        + yaml.safe_dump(spec_mapping, sort_keys=False)
-    )
+    header = (f"# Reproduces run {record['run_id']} ({config.technique} on {config.dataset}); exported "
+              f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by engine {ENGINE_VERSION}.\n")
+    if upload_schema is None:
+        config_yaml = (header + "# frontier sweep --config config.yaml   (answered from the cache when the store holds it)\n"
+                       + yaml.safe_dump(spec_mapping, sort_keys=False))
+    else:
+        config_yaml = (header + f"# {config.dataset} is an uploaded CSV; on another machine or store register the same file first:\n"
+                       "#   frontier upload FILE.csv --schema config.yaml\n#   frontier sweep --config config.yaml\n"
+                       + yaml.safe_dump({"sweep": spec_mapping, "upload": upload_schema}, sort_keys=False,
+                                        allow_unicode=True))
     report = _render_report(record, config, runs, summary, info, metric, config_yaml, reproduces, audit)
     return ExportBundle(run_id=record["run_id"], config_yaml=config_yaml, report_html=report, reproduces=reproduces)
 

@@ -28,12 +28,14 @@ def _write_entry(folder: Path, name: str, entry: dict) -> None:
 
 
 def register_upload(raw: bytes, inspection_or_filename: CsvInspection | str, spec: UploadSpec, *,
-                    uploads_dir: Path, replace: bool = False) -> DatasetInfo:
+                    uploads_dir: Path, replace: bool = False, expected_fingerprint: str | None = None) -> DatasetInfo:
     """Keep the upload as a dataset under `<uploads_dir>/<name>/` and return its catalogue entry.
 
     Only the kept columns are written (dropped and identifier columns never touch the disk). The same name with
     the same prepared data again is a no-op; with other data it is an error unless `replace` (earlier runs
     keep their old fingerprint in their cache key, so they are never mistaken for runs on the new data).
+    `expected_fingerprint` (a schema carried by an export): refuse, writing nothing, a file that prepares to
+    another table than the one the exported runs were trained on.
     """
     inspection = (inspection_or_filename if isinstance(inspection_or_filename, CsvInspection)
                   else inspect_csv(raw, str(inspection_or_filename)))
@@ -41,6 +43,7 @@ def register_upload(raw: bytes, inspection_or_filename: CsvInspection | str, spe
         raise DataError("The inspection passed to register_upload belongs to another file: inspect this file again.")
     plan = validate_upload(inspection, spec)
     root = Path(uploads_dir)
+    created = _missing_folders(root)  # removed again if nothing is kept: a refused upload leaves no trace
     root.mkdir(parents=True, exist_ok=True)
     folder = root / spec.name
     staging = root / f".{spec.name}.staging-{uuid.uuid4().hex[:8]}"
@@ -52,6 +55,10 @@ def register_upload(raw: bytes, inspection_or_filename: CsvInspection | str, spe
         # Prepare it once now, as a sweep would: fails here (not in the middle of a sweep) and gives the fingerprint.
         info = parse_entry(spec.name, entry, staging)
         entry["fingerprint"] = prepare_table(info).fingerprint
+        if expected_fingerprint is not None and entry["fingerprint"] != expected_fingerprint:
+            raise DataError(f"{inspection.filename} is not the table this schema was exported from: expected "
+                            f"fingerprint {expected_fingerprint}, found {entry['fingerprint']}. Use the CSV the runs "
+                            "were trained on, or remove `fingerprint:` from the schema to register it as new data.")
         _write_entry(staging, spec.name, entry)
         if (folder / "catalogue.yaml").exists():
             old = (yaml.safe_load((folder / "catalogue.yaml").read_text(encoding="utf-8")) or {}).get(spec.name) or {}
@@ -72,7 +79,19 @@ def register_upload(raw: bytes, inspection_or_filename: CsvInspection | str, spe
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        for made in created:  # deepest first; only if still empty (another upload may have arrived meanwhile)
+            if made.exists() and not any(made.iterdir()):
+                made.rmdir()
     return parse_entry(spec.name, entry, folder)
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
 
 
 def delete_upload(name: str, *, uploads_dir: Path) -> None:

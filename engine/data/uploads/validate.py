@@ -29,7 +29,9 @@ class UploadSpec:
     positive_class: str  # as text; for a numeric label the value as written, e.g. "1"
     drop_columns: tuple[str, ...] | None = None
     numeric_bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # declared public knowledge
-    public_categories: tuple[str, ...] = ()  # text columns whose list of values is public (a fixed code list)
+    public_categories: tuple[str, ...] = ()  # text columns whose list of values, read from the rows, is public
+    # Text columns with their public list of values as declared (a schema): used as written, never read from the rows.
+    declared_categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +56,15 @@ def slugify(filename: str) -> str:
     stem = re.sub(r"[^a-z0-9]+", "-", Path(filename).stem.lower()).strip("-")
     stem = re.sub(r"^[^a-z]+", "", stem)[:40].strip("-")
     return stem if NAME_PATTERN.match(stem) else ""
+
+
+def default_positive_class(inspection: CsvInspection, label: str) -> str:
+    """The rarer of a two-valued label (usually the event: default, fraud); more values need an explicit choice."""
+    counts = inspection.class_counts(label) if label in inspection.frame else {}
+    if len(counts) != 2:
+        raise DataError(f"Label column {label!r} has {len(counts)} values: say which one is the positive class "
+                        "(--positive VALUE, or `positive:` in the schema).")
+    return min(counts, key=lambda value: (counts[value], value))
 
 
 def validate_upload(inspection: CsvInspection, spec: UploadSpec) -> UploadPlan:
@@ -108,7 +119,7 @@ def validate_upload(inspection: CsvInspection, spec: UploadSpec) -> UploadPlan:
         raise DataError(f"Column(s) {', '.join(map(repr, varied))} have too many different values to one-hot encode "
                         f"(more than {MAX_CATEGORIES}): drop them, or group their values before uploading.")
 
-    numeric, categorical, derived = {}, {}, []
+    numeric, categorical, derived, category_warnings = {}, {}, [], []
     bounds = dict(spec.numeric_bounds or {})
     for column in bounds:
         if column not in features or inspection.profile(column).kind != "numeric":
@@ -121,6 +132,11 @@ def validate_upload(inspection: CsvInspection, spec: UploadSpec) -> UploadPlan:
         if not (np.isfinite(low) and np.isfinite(high) and low < high):
             raise DataError(f"Public bounds for {column!r} must be finite with low < high, got ({low:g}, {high:g}).")
         bounds[column] = (low, high)
+    declared = {column: list(values) for column, values in (spec.declared_categories or {}).items()}
+    for column in declared:
+        if column not in features or inspection.profile(column).kind != "categorical":
+            raise DataError(f"Categories were declared for {column!r}, which is not a kept text column: declare them "
+                            f"only for {', '.join(c for c in features if inspection.profile(c).kind == 'categorical')}.")
     for column in features:
         values = table[column]
         if inspection.profile(column).kind == "numeric":
@@ -131,13 +147,19 @@ def validate_upload(inspection: CsvInspection, spec: UploadSpec) -> UploadPlan:
             numeric[column] = entry
             if column not in bounds:
                 derived.append(column)
+        elif column in declared:
+            categorical[column] = declared[column]
+            outside = int((~values.dropna().isin(declared[column])).sum())
+            if outside:
+                category_warnings.append(f"{outside} row(s) of {column!r} hold values outside its declared categories: they "
+                                 "encode as none of them.")
         else:
             categorical[column] = sorted(values.dropna().unique().tolist())
             if column not in spec.public_categories:
                 derived.append(column)
     identifiers = tuple(c for c in drops if c in inspection.suspected_identifiers)
     kept_identifiers = [c for c in features if c in inspection.suspected_identifiers]
-    warnings = list(inspection.warnings)
+    warnings = [*inspection.warnings, *category_warnings]
     if kept_identifiers:
         warnings.append(f"Kept column(s) that look like identifiers: {', '.join(kept_identifiers)}. A model should not "
                         "learn from who a person is; drop them unless you are sure.")
@@ -182,5 +204,7 @@ def catalogue_entry(inspection: CsvInspection, plan: UploadPlan, when: datetime)
         "upload": {"filename": inspection.filename, "sha256": inspection.sha256,
                    "uploaded_at": when.isoformat(timespec="seconds"), "encoding": inspection.encoding,
                    "delimiter": {"\t": "tab"}.get(inspection.delimiter, inspection.delimiter),
-                   "rows_in_file": inspection.n_rows, "warnings": list(plan.warnings)},
+                   "rows_in_file": inspection.n_rows, "warnings": list(plan.warnings),
+                   # Flagged as identifiers yet kept by the user: an exported schema must say so again.
+                   "kept_identifiers": [c for c in features if c in inspection.suspected_identifiers]},
     }
