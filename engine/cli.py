@@ -32,6 +32,10 @@ RESULT_COLUMNS = ["run_id", "status", "dataset", "technique", "model", "seed", "
                   "train_seconds", "device", "error"]
 
 
+METRIC_HELP = ("accuracy, balanced_accuracy or roc_auc. Default: the one that fits the label (accuracy for a label "
+               "declared balanced, else balanced accuracy, which always predicting the commonest class cannot fool).")
+
+
 def _flag_names() -> dict[str, str]:
     from engine.runner.spec import all_settings
 
@@ -298,7 +302,7 @@ def results(
 
 def frontier_command(
     dataset: Optional[str] = typer.Option(None, help="Only this dataset."),
-    metric: str = typer.Option("accuracy", help="accuracy, balanced_accuracy or roc_auc."),
+    metric: Optional[str] = typer.Option(None, help=METRIC_HELP),
     store: Optional[Path] = typer.Option(None, help=STORE_HELP),
     show_all: bool = typer.Option(False, "--all", help="Also list configurations that are not on the front."),
     output_format: str = typer.Option("table", "--format", help="table, json or csv"),
@@ -313,6 +317,7 @@ def frontier_command(
             raise ConfigError(f"No result store at {workspace.store_path}: run `frontier sweep` first or pass --store.")
         runs = services.read_runs(workspace)
         runs = runs if dataset is None else runs[runs["dataset"] == dataset]
+        metric = metric or services.default_metric(workspace, runs["dataset"].unique())
         summary = summarise(runs, metric)
     except (EngineError, ValueError) as exc:
         _fail(exc if isinstance(exc, EngineError) else str(exc))
@@ -320,17 +325,20 @@ def frontier_command(
     if not show_all:
         front = front[front["on_front"]]
     columns = ["dataset", "technique", "model", "target_epsilon", "epsilon", "accountant", "delta",
-               "max_grad_norm", f"{metric}_mean", f"{metric}_std", "seeds", "on_front"]
+               "max_grad_norm", f"{metric}_mean", f"{metric}_std", "trivial", "learned", "seeds", "on_front"]
     if output_format != "table":
         _print_frame(front[columns], output_format)
         return
     for _, row in baselines(summary).iterrows():
         typer.echo(f"baseline ({row['dataset']}, {row['model']}, no privacy): {metric} "
                    f"{row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f} over {row['seeds']} seed(s)")
+    rows = "validation" if (summary["split"] == "validation").all() else "validation or (older runs) test"
+    typer.echo(f"{metric} on the {rows} rows; trivial = what always predicting the commonest class scores; "
+               "learned = False: no better than that within seed noise (never a point on the front).")
     typer.echo("epsilon = the largest over seeds, as reported by the named accountant at that delta.")
     typer.echo("note: picking the best clipping norm per epsilon from this table spends privacy too "
                "(each run touched the same private data).")
-    table = front[columns].round({"epsilon": 4, f"{metric}_mean": 4, f"{metric}_std": 4})
+    table = front[columns].round({"epsilon": 4, f"{metric}_mean": 4, f"{metric}_std": 4, "trivial": 4})
     _print_frame(table.assign(delta=table["delta"].map("{:.0e}".format)), "table")
 
 
@@ -338,7 +346,7 @@ def export(
     run_id: str = typer.Argument(..., help="The run to export (see `frontier results`)."),
     out: Path = typer.Option(..., "--out", help="Folder for config.yaml and report.html."),
     store: Optional[Path] = typer.Option(None, help=STORE_HELP),
-    metric: str = typer.Option("accuracy", help="accuracy, balanced_accuracy or roc_auc."),
+    metric: Optional[str] = typer.Option(None, help=METRIC_HELP),
     include_audit: bool = typer.Option(False, "--include-audit", help="Put the run's audit figures in the report "
                                        "(they were computed on the private data; a breach is flagged regardless)."),
 ) -> None:
@@ -347,7 +355,7 @@ def export(
     from engine.present.report import write_export
 
     try:
-        bundle = services.export(Workspace.at(store), run_id, metric, include_audit=include_audit)
+        bundle = services.export(Workspace.at(store), run_id, metric, include_audit=include_audit)  # None: the label's
     except EngineError as exc:
         _fail(exc)
     config_path, report_path = write_export(bundle, out)

@@ -23,7 +23,7 @@ from engine.data.uploads.inspect import inspect_csv
 from engine.data.uploads.register import register_upload
 from engine.data.uploads.schema import UploadSchema, schema_of, upload_spec
 from engine.data.uploads.validate import slugify
-from engine.errors import ConfigError
+from engine.errors import ConfigError, EngineError
 from engine.jobs import launch as job_launch
 from engine.jobs import progress as job_progress
 from engine.jobs.estimate import SweepEstimate, estimate_plan
@@ -31,10 +31,11 @@ from engine.present.audit import released_finding
 from engine.present.report import ExportBundle, build_export
 from engine.runner.events import ProgressCallback
 from engine.runner.execute import run_plan
-from engine.runner.plan import SweepPlan, plan_sweep, prepared_data, spec_for_run
+from engine.runner.plan import SweepPlan, expand, plan_sweep, prepared_data, spec_for_run
 from engine.runner.records import open_store
 from engine.runner.spec import spec_from_mapping
 from engine.runner.store import CORE_COLUMNS, ResultStore, store_signature
+from engine.techniques.metrics import decision_objective
 from engine.workspace import Workspace
 
 
@@ -204,7 +205,18 @@ def audit_finding(workspace: Workspace, run_id: str) -> AuditFinding | None:
     return find_audit(read_runs(workspace), read_audits(workspace), run_id)
 
 
-def export(workspace: Workspace, run_id: str, metric: str = "accuracy",
+def default_metric(workspace: Workspace, datasets) -> str:
+    """The metric that fits the labels of `datasets`: accuracy only when every one is declared balanced."""
+    objectives = set()
+    for name in datasets:
+        try:
+            objectives.add(decision_objective(get_dataset_info(name, workspace.uploads_dir)))
+        except EngineError:  # an upload deleted since its runs: its label's balance is no longer known
+            objectives.add("balanced_accuracy")
+    return objectives.pop() if len(objectives) == 1 else "balanced_accuracy"
+
+
+def export(workspace: Workspace, run_id: str, metric: str | None = None,
            summary: DecisionSummary | None = None, include_audit: bool = False) -> ExportBundle:
     """config.yaml reproducing `run_id` and the report around it; `summary` reuses a decide() already made. The
     report carries the audit's figures only with `include_audit` (a breach is always flagged)."""
@@ -215,6 +227,7 @@ def export(workspace: Workspace, run_id: str, metric: str = "accuracy",
         if record["status"] != "ok":
             raise ConfigError(f"Run {run_id} failed ({record['error']}): export a successful run.")
         runs = store.dataframe(dataset=record["dataset"])
+        metric = metric or default_metric(workspace, [record["dataset"]])
         if summary is None and record.get("epsilon") is not None:
             summary = summarise_decision(runs, store.records(dataset=record["dataset"]), run_id, metric,
                                          search_means=store.search_means(),
@@ -223,7 +236,8 @@ def export(workspace: Workspace, run_id: str, metric: str = "accuracy",
     info = get_dataset_info(config.dataset, workspace.uploads_dir)
     spec = spec_for_run(config, info)
     data = prepared_data(config.dataset, config.train_subsample, workspace.uploads_dir)
-    reproduces = config.cache_key(data.fingerprint, ENGINE_VERSION) == run_id
+    # What the exported spec trains (a record from an older engine may have named another model) is this run?
+    reproduces = expand(spec, info)[0].cache_key(data.fingerprint, ENGINE_VERSION) == run_id
     finding = audit_finding(workspace, run_id)
     # An upload travels as its schema (declared values and the table's fingerprint, never rows or row statistics).
     carried = schema_of(info).to_mapping() if info.origin == "uploaded" else None

@@ -38,6 +38,12 @@ def test_sweep_results_and_frontier(isolated_store):
     front = runner.invoke(app, ["frontier", "--dataset", "breast-cancer"])
     assert front.exit_code == 0 and "baseline (breast-cancer, mlp, no privacy)" in front.output
     assert "rdp" in front.output and "1e-05" in front.output
+    # breast-cancer's label is declared balanced (37% positive): the default metric is accuracy, beside the trivial
+    # answer and whether each point learned.
+    assert "accuracy on the validation rows" in front.output and "balanced_accuracy" not in front.output
+    rows = json.loads(runner.invoke(app, ["frontier", "--dataset", "breast-cancer", "--all", "--format", "json"]).output)
+    assert rows and all({"trivial", "learned", "accuracy_mean"} <= set(row) for row in rows)
+    assert all(0.5 < row["trivial"] < 0.75 for row in rows)  # the commonest class's share of the validation rows
 
 
 def test_sweep_reads_a_yaml_config_and_flags_override_it(tmp_path, isolated_store):

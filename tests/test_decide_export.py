@@ -1,6 +1,9 @@
 """Composition of a sweep, the compliance summary, and the export round trip."""
 
 import math
+import re
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -103,7 +106,13 @@ def test_export_round_trip_trains_nothing_and_returns_the_run_id(swept, tmp_path
     assert bundle.reproduces
     spec = yaml.safe_load(bundle.config_yaml)
     assert spec["techniques"] == ["dp-sgd"] and len(spec["epsilons"]) == 1
-    assert "<script" in bundle.report_html and "Plotly" in bundle.report_html  # charts inline: opens offline
+    assert not re.search(r"""(src|href)=["']https?:""", bundle.report_html)  # opens offline, fetches nothing
+    if shutil.which("chromium") or Path("/usr/bin/chromium").exists():
+        # Charts inline as SVG (drawn by Kaleido with this machine's Chromium): small, printable, no toolbar.
+        assert bundle.report_html.count('<figure class="chart"') == 2 and "<svg" in bundle.report_html
+        assert "<script" not in bundle.report_html and len(bundle.report_html) < 300_000
+    else:  # no browser to draw with: interactive charts with plotly.js inlined once
+        assert bundle.report_html.count("<script") >= 2 and "Plotly" in bundle.report_html
     assert run_id in bundle.report_html and "composed" in bundle.report_html
     config_path, report_path = write_export(bundle, tmp_path / "out")
     result = CliRunner().invoke(app, ["sweep", "--config", str(config_path), "--store", str(swept.path), "--quiet"])
@@ -130,3 +139,18 @@ def test_summary_says_what_each_technique_protects():
     assert "client-level" in protects_sentence({"technique": "dp-fedavg", "privacy_unit": "client"})
     hybrid = protects_sentence({"technique": "he-inference", "protects": "the record being scored and the training data"})
     assert "record being scored" in hybrid and "encrypted inference does that" not in hybrid
+
+
+def test_report_charts_fall_back_to_inline_plotly_when_they_cannot_be_drawn(monkeypatch):
+    import plotly.graph_objects as go
+
+    from engine.present import static_charts
+
+    async def no_browser(figures):
+        raise RuntimeError("no Chromium here")
+
+    monkeypatch.setattr(static_charts, "_draw", no_browser)
+    figures = [go.Figure(go.Scatter(x=[1, 2], y=[0.6, 0.7])), go.Figure(go.Bar(x=["a"], y=[1]))]
+    embedded, kind = static_charts.embed_figures(figures)
+    assert kind == "interactive" and embedded.count("<script") >= 2
+    assert len(re.findall(r"plotly\.js v\d", embedded)) == 1  # the library inlined once, not once per chart

@@ -16,7 +16,7 @@ BASELINE_DASHES = ("dash", "dot", "dashdot", "longdash")
 MODEL_DASHES = ("solid", "dash", "dot", "dashdot")
 # One colour per technique, the same in every chart; red is kept for the Pareto-front circles, grey for references.
 PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#1a9850",
-           "#4575b4", "#f46d43", "#762a83", "#66bd63", "#b8860b")
+           "#4575b4", "#a50026", "#762a83", "#66bd63", "#b8860b")
 TRIVIAL_COLOR, NOTHING_COLOR = "#555555", "#aaaaaa"
 MAX_EPSILON_TICKS = 12  # a tick at every measured epsilon, up to this many
 
@@ -162,14 +162,22 @@ def cost_figure(points: pd.DataFrame, metric: str, cost: str) -> go.Figure:
     label, unit = cost_metrics()[cost]
     split = points["split"].iloc[0] if "split" in points and len(points) else "test"
     figure = go.Figure()
-    for (technique, model), group in points.groupby(["technique", "model"], sort=True):
+    learned = points["learned"].astype(bool) if "learned" in points else pd.Series(True, index=points.index)
+    groups = [((technique, model), group, True) for (technique, model), group in
+              points[learned].groupby(["technique", "model"], sort=True)]
+    if (~learned).any():  # greyed as on the frontier: no better than always predicting the commonest class
+        groups.append((("learned nothing", None), points[~learned], False))
+    for (technique, model), group, did_learn in groups:
         epsilon_text = [f"ε = {e:.3g}" if pd.notna(e) else "no privacy" for e in group["epsilon"]]
+        marker = dict(size=9, color=technique_color(technique)) if did_learn else dict(size=9, symbol="x",
+                                                                                       color=NOTHING_COLOR)
         figure.add_trace(go.Scatter(
-            x=group["cost_mean"], y=group["metric_mean"], mode="markers", name=f"{technique} · {model}",
-            marker=dict(size=9, color=technique_color(technique)), hoverinfo="text",
-            hovertext=[f"<b>{technique} · {model}</b><br>{text} · C = {_number(c)}<br>{metric} = {m:.4f}<br>"
-                       f"{label} = {v:.3g} {unit}" for text, c, m, v in
-                       zip(epsilon_text, group["max_grad_norm"], group["metric_mean"], group["cost_mean"])]))
+            x=group["cost_mean"], y=group["metric_mean"], mode="markers",
+            name=f"{technique} · {model}" if did_learn else technique, marker=marker, hoverinfo="text",
+            hovertext=[f"<b>{t} · {m_}</b>{'' if did_learn else ' (learned nothing)'}<br>{text} · C = {_number(c)}<br>"
+                       f"{metric} = {m:.4f}<br>{label} = {v:.3g} {unit}" for t, m_, text, c, m, v in
+                       zip(group["technique"], group["model"], epsilon_text, group["max_grad_norm"],
+                           group["metric_mean"], group["cost_mean"])]))
     figure.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10),
                          legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
                          xaxis_title=f"{label} ({unit}, mean over seeds)",

@@ -19,6 +19,7 @@ from engine.data import DatasetInfo
 from engine.present.audit import ReportAudit, report_section
 from engine.present.charts import cost_figure, frontier_figure
 from engine.present.sentences import decision_sentences
+from engine.present.static_charts import embed_figures
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ def _table(frame: pd.DataFrame, highlight: int | None = None) -> str:
     for index, row in enumerate(frame.itertuples(index=False)):
         cells = "".join(f"<td>{html.escape(_cell(value))}</td>" for value in row)
         rows.append(f"<tr{' class=chosen' if index == highlight else ''}>{cells}</tr>")
-    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in frame.columns)
+    # Headers as words ("max grad norm"), so that a table can wrap to the page instead of running off it.
+    head = "".join(f"<th>{html.escape(str(column).replace('_', ' '))}</th>" for column in frame.columns)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -53,7 +55,10 @@ def _cell(value) -> str:
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#1d2b36;line-height:1.5}
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}table{border-collapse:collapse;
 font-size:.9em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}tr.chosen{background:#fff3cd;
-font-weight:600}pre{background:#f6f8fa;padding:1em;overflow-x:auto}.note{color:#555;font-size:.9em}"""
+font-weight:600}pre{background:#f6f8fa;padding:1em;overflow-x:auto;white-space:pre-wrap}.note{color:#555;font-size:.9em}
+td{overflow-wrap:break-word}figure.chart{margin:1em 0}figure.chart svg{max-width:100%;height:auto}
+@media print{body{margin:0;max-width:none;font-size:10pt}table{font-size:8pt;width:100%}td,th{padding:.15em .3em}
+figure.chart,tr{break-inside:avoid}h2{break-after:avoid}}"""
 
 
 def build_export(record: dict, spec_mapping: dict, runs: pd.DataFrame, info: DatasetInfo, *, reproduces: bool,
@@ -95,8 +100,7 @@ def _render_report(record, config: RunConfig, runs, summary, info, metric, confi
     chosen_point = (summary.epsilon, summary.validation_mean or summary.metric_mean) if summary else None
     figures = [frontier_figure(front, reference, metric, chosen=chosen_point)] if not front.empty else []
     figures.append(cost_figure(cost_view(runs, config.dataset, metric, "train_seconds"), metric, "train_seconds"))
-    charts = "".join(figure.to_html(full_html=False, include_plotlyjs=(index == 0), default_width="100%")
-                     for index, figure in enumerate(figures))
+    charts, _ = embed_figures(figures)
     candidates = rank_candidates(runs, DecisionConstraints(dataset=config.dataset, metric=metric))
     highlight = None
     if not candidates.empty:
