@@ -29,18 +29,27 @@ def dashboard(tmp_path):
         yield url, store_path
 
 
+IDLE = ("() => document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState === 'notRunning'"
+        " && !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+PAINTED = "() => document.fonts.ready.then(() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done))))"
+
+
 def _settle(page) -> None:
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=RENDER_TIMEOUT_MS)
-    page.wait_for_timeout(500)
+    """Wait until the script run is over (Streamlit's own run state) and the page has painted: conditions, never
+    fixed sleeps, so the test holds under load."""
+    page.wait_for_function(IDLE, timeout=RENDER_TIMEOUT_MS)
+    page.evaluate(PAINTED)
 
 
 def _screenshot(page, path: Path) -> None:
-    page.wait_for_timeout(1500)  # tables draw on a canvas after their data arrives
+    # Tables draw on a canvas once their data arrives: wait for every data frame's canvas, then a painted frame.
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stDataFrame\"]')]"
+                           ".every(frame => frame.querySelector('canvas'))", timeout=RENDER_TIMEOUT_MS)
+    page.evaluate(PAINTED)
     height = page.evaluate("() => Math.max(...['stMain', 'stAppViewContainer'].map("
                            "id => document.querySelector(`[data-testid=\"${id}\"]`)?.scrollHeight || 0))")
     page.set_viewport_size({"width": 1440, "height": min(max(int(height), 1000), 12_000)})
-    page.wait_for_timeout(600)
+    page.evaluate(PAINTED)
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size({"width": 1440, "height": 1000})
 
