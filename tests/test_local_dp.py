@@ -1,5 +1,7 @@
 """local-dp: the vectorised randomisers against diffprivlib's own mechanisms, the attribute layout, the
-epsilon split, and that only the training set is ever randomised."""
+epsilon split, that only the training (and validation) records are ever randomised, and the curator's
+post-processing: the debiased label prior, the forward-corrected model, decisions chosen on randomised records
+only, and never scoring below the trivial rate."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from engine.config import SweepSpec
 from engine.data import get_dataset_info, load_dataset
 from engine.data.attributes import attribute_layout, category_codes, max_row_norm, one_hot
 from engine.errors import UnsupportedError
-from engine.privacy.local_randomisers import (bounded_laplace, bounded_laplace_scale, k_randomised_response,
-                                              keep_probability)
+from engine.privacy.local_randomisers import (bounded_laplace, bounded_laplace_scale, debiased_frequencies,
+                                              flip_matrix, k_randomised_response, keep_probability, unbiased_one_hot)
+from engine.privacy.randomness import ReplayableRandomness
+from engine.techniques.local_dp_learner import ForwardCorrectedLogisticRegression
 from engine_support import make_spec, expand, prepared_data
 from engine.techniques.base import RunContext
 from engine.techniques.registry import create_technique
@@ -153,26 +157,28 @@ def _config(epsilon=2.0, seed=0, dataset="breast-cancer"):
 
 
 def test_only_the_training_set_is_randomised(monkeypatch):
+    """The owners of training and validation records randomise them; the test rows are never randomised."""
     config = _config()
     data = prepared_data(config)
     test_before = (data.x_test.copy(), data.y_test.copy())
-    randomised, evaluated = [], []
-    real_randomise, real_evaluate = local_dp.randomise_records, local_dp.evaluate_estimator
+    randomised, measured = [], []
+    real_randomise, real_measure = local_dp.randomise_records, local_dp._measure
 
     def spy_randomise(x, y, **kwargs):
         randomised.append((x, y))
         return real_randomise(x, y, **kwargs)
 
-    def spy_evaluate(model, data_, features):
-        evaluated.append(data_)
-        return real_evaluate(model, data_, features)
+    def spy_measure(model, data_, thresholds):
+        measured.append(data_)
+        return real_measure(model, data_, thresholds)
 
     monkeypatch.setattr(local_dp, "randomise_records", spy_randomise)
-    monkeypatch.setattr(local_dp, "evaluate_estimator", spy_evaluate)
+    monkeypatch.setattr(local_dp, "_measure", spy_measure)
     result = create_technique("local-dp").run(config, data, context=RunContext(device="cpu"))
 
-    assert len(randomised) == 1 and randomised[0][0] is data.x_train and randomised[0][1] is data.y_train
-    assert len(evaluated) == 1 and evaluated[0] is data  # scored on the real (never randomised) test rows
+    assert [x is data.x_train for x, _ in randomised] == [True, False]
+    assert randomised[1][0] is data.x_val and randomised[1][1] is data.y_val  # validation owners randomise too
+    assert len(measured) == 1 and measured[0] is data  # scored on the real (never randomised) test rows
     np.testing.assert_array_equal(data.x_test, test_before[0])
     np.testing.assert_array_equal(data.y_test, test_before[1])
     split = result.extra["epsilon_split"]
@@ -207,3 +213,133 @@ def test_more_epsilon_keeps_more_of_the_data():
                                           split=local_dp.epsilon_split(layout, epsilon), rng=np.random.default_rng(0))
         changed.append((np.mean(y != data.y_train), np.abs(x - data.x_train).mean()))
     assert changed[0][0] > changed[1][0] > changed[2][0] and changed[0][1] > changed[1][1] > changed[2][1]
+
+
+# --- the curator's post-processing: debiased prior, corrected model, private decisions (issue 11) ------------------
+@pytest.mark.parametrize("n_values, truth", [(2, [0.88, 0.12]), (4, [0.5, 0.3, 0.15, 0.05])])
+@pytest.mark.parametrize("epsilon", [0.1, 1.0])
+def test_debiased_prior_is_unbiased(n_values, truth, epsilon):
+    """Independent reference: simulate k-RR on known labels many times; the textbook estimator (f - q) / (p - q)
+    and ours agree, and their mean over repetitions is the true frequency."""
+    rng = np.random.default_rng(11)
+    truth = np.array(truth)
+    labels = np.repeat(np.arange(n_values), (truth * 1000).astype(int))  # 1000 known labels
+    p = np.exp(epsilon) / (np.exp(epsilon) + n_values - 1)
+    q = (1 - p) / (n_values - 1)
+    estimates = []
+    for _ in range(1500):
+        reported = k_randomised_response(labels, epsilon=epsilon, n_values=n_values, rng=rng)
+        direct = (np.bincount(reported, minlength=n_values) / len(reported) - q) / (p - q)
+        ours = unbiased_one_hot(reported, epsilon=epsilon, n_values=n_values).mean(axis=0)
+        np.testing.assert_allclose(ours, direct, atol=1e-9)
+        clipped = debiased_frequencies(reported, epsilon=epsilon, n_values=n_values)
+        assert clipped.min() >= 0 and clipped.sum() == pytest.approx(1.0)  # on the simplex
+        if direct.min() >= 0:
+            np.testing.assert_allclose(clipped, direct, atol=1e-9)  # the projection only bites outside it
+        estimates.append(ours)
+    estimates = np.array(estimates)
+    error = estimates.std(axis=0) / np.sqrt(len(estimates))
+    assert np.all(np.abs(estimates.mean(axis=0) - truth) < 4 * error + 1e-3)
+
+
+def test_flip_matrix_is_the_randomisers_channel():
+    channel = flip_matrix(0.7, 3)
+    np.testing.assert_allclose(channel.sum(axis=1), 1.0)
+    reported = k_randomised_response(np.full(60000, 1), epsilon=0.7, n_values=3, rng=np.random.default_rng(4))
+    np.testing.assert_allclose(np.bincount(reported, minlength=3) / 60000, channel[1], atol=0.01)
+
+
+def test_forward_correction_recovers_the_clean_posterior():
+    """Labels from a known logistic model, flipped by k-RR: the corrected model's posteriors match the clean ones
+    (an ordinary fit on the flipped labels is shrunk towards 1/2)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(20000, 3))
+    clean = 1 / (1 + np.exp(-(x @ np.array([2.0, -1.0, 0.5]) - 1.5)))  # P(y = 1 | x), rare positives
+    y = (rng.random(len(x)) < clean).astype(int)
+    epsilon = 1.0
+    reported = k_randomised_response(y, epsilon=epsilon, n_values=2, rng=rng)
+    model = ForwardCorrectedLogisticRegression(flip_matrix(epsilon, 2), C=1.0).fit(x, reported)
+    posterior = model.predict_proba(x)[:, 1]
+    assert np.abs(posterior - clean).mean() < 0.05
+    assert posterior.mean() == pytest.approx(y.mean(), abs=0.02)
+
+
+def _imbalanced_adult(positive_every: int = 3) -> tuple:
+    """Adult with two thirds of its positives dropped from every split: about 9.5% positive, real signal."""
+    config = _config(dataset="adult")
+    data = prepared_data(config)
+    rng = np.random.default_rng(0)
+
+    def thin(x, y, limit):
+        rows = np.flatnonzero((y == 0) | (np.cumsum(y == 1) % positive_every == 0))
+        rows = np.sort(rng.permutation(rows)[:limit])
+        return x[rows], y[rows]
+
+    (xt, yt), (xv, yv), (xs, ys) = thin(data.x_train, data.y_train, 12000), thin(data.x_val, data.y_val, 3000), \
+        thin(data.x_test, data.y_test, 4000)
+    return config, replace(data, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys)
+
+
+@pytest.mark.parametrize("epsilon", [1.0, 4.0, 10.0])
+def test_never_below_the_trivial_rate_on_an_imbalanced_table(epsilon):
+    config, data = _imbalanced_adult()
+    assert 0.08 <= data.y_train.mean() <= 0.15
+    trivial = float(np.mean(data.y_test == 0))  # the training rows' commonest class is 0
+    for replicate in range(2):
+        result = create_technique("local-dp").run(replace(config, target_epsilon=epsilon), data,
+                                                  context=RunContext(device="cpu",
+                                                                     randomness=ReplayableRandomness(replicate)))
+        assert result.balanced_accuracy >= 0.5 - 0.03, result.extra["decisions"]
+        assert result.accuracy >= trivial - 0.01, result.extra["decisions"]
+        for rule in result.extra["decisions"].values():  # either the corrected model, or said openly
+            assert rule["rule"] == "corrected posterior" or rule["rule"].startswith("fell back to the majority class")
+
+
+def test_fallback_scores_exactly_the_trivial_rate():
+    config, data = _imbalanced_adult()
+    result = create_technique("local-dp").run(replace(config, target_epsilon=0.5), data,
+                                              context=RunContext(device="cpu", randomness=ReplayableRandomness(3)))
+    assert result.extra["decision_rule"] == "fell back to the majority class (0)"
+    assert result.balanced_accuracy == 0.5 and result.accuracy == pytest.approx(np.mean(data.y_test == 0))
+
+
+def test_beats_the_trivial_rate_at_a_large_epsilon():
+    config = _config(dataset="adult", epsilon=20.0)
+    data = prepared_data(config)
+    result = create_technique("local-dp").run(config, data, context=RunContext(device="cpu"))
+    assert result.extra["decisions"]["balanced_accuracy"]["rule"] == "corrected posterior"
+    assert result.balanced_accuracy > 0.65 and result.roc_auc > 0.75
+
+
+def test_randomised_records_not_raw_ones_set_the_threshold(monkeypatch):
+    """Under local DP the curator never holds a raw record, validation rows included: the threshold comes from the
+    randomised reports (out-of-fold, k-RR corrected); the raw-label threshold search is never called."""
+    from engine.techniques import metrics
+
+    def raw_search(*args, **kwargs):
+        raise AssertionError("a threshold was chosen on raw validation labels")
+
+    monkeypatch.setattr(metrics, "choose_threshold", raw_search)
+    sent, chosen_on = [], []
+    real_randomise, real_choose = local_dp.randomise_records, local_dp.choose_thresholds
+
+    def spy_randomise(x, y, **kwargs):
+        sent.append(real_randomise(x, y, **kwargs))
+        return sent[-1]
+
+    def spy_choose(scores, reported, **kwargs):
+        chosen_on.append(reported)
+        return real_choose(scores, reported, **kwargs)
+
+    monkeypatch.setattr(local_dp, "randomise_records", spy_randomise)
+    monkeypatch.setattr(local_dp, "choose_thresholds", spy_choose)
+    config = _config(dataset="heart", epsilon=10.0)
+    data = prepared_data(config)
+    result = create_technique("local-dp").run(config, data, context=RunContext(device="cpu"))
+    (_, y_train_sent), (_, y_val_sent) = sent
+    assert len(chosen_on) == 1
+    np.testing.assert_array_equal(chosen_on[0], np.concatenate([y_train_sent, y_val_sent]))
+    assert not np.array_equal(y_val_sent, data.y_val)  # at epsilon 10 over 16 shares some labels flip
+    assert "randomised records" in result.extra["decisions_chosen_on"]
+    objective = result.extra["decision_objective"]  # heart declares a balanced label: accuracy
+    assert objective == "accuracy" and result.decision_threshold == result.extra["decisions"][objective]["threshold"]

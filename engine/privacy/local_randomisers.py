@@ -69,3 +69,37 @@ def k_randomised_response(codes: np.ndarray, *, epsilon: float, n_values: int,
     other = rng.integers(0, n_values - 1, size=len(codes))  # uniform over the k - 1 other values
     other = other + (other >= codes)  # skip the true value
     return np.where(keep, codes, other)
+
+
+# --- what the curator may compute from k-RR reports: post-processing, no privacy cost ----------------------------
+def flip_matrix(epsilon: float, n_values: int) -> np.ndarray:
+    """k-RR's public channel T (k, k): T[true, reported] = keep probability on the diagonal, else (1 - p) / (k - 1)."""
+    keep = keep_probability(epsilon, n_values)
+    matrix = np.full((n_values, n_values), (1.0 - keep) / max(n_values - 1, 1))
+    np.fill_diagonal(matrix, keep)
+    return matrix
+
+
+def unbiased_one_hot(reported: np.ndarray, *, epsilon: float, n_values: int) -> np.ndarray:
+    """(n, k) unbiased estimates of each report's TRUE one-hot value: E[e_reported] = T^T e_true, so
+    inv(T^T) e_reported has expectation e_true (entries may be negative or above 1; only their means matter)."""
+    inverse = np.linalg.inv(flip_matrix(epsilon, n_values).T)  # (k, k)
+    return inverse[:, np.asarray(reported, dtype=np.int64)].T
+
+
+def debiased_frequencies(reported: np.ndarray, *, epsilon: float, n_values: int) -> np.ndarray:
+    """The true value frequencies estimated from k-RR reports (the standard unbiased estimator
+    (f_reported - q) / (p - q), Wang et al. 2017), then projected onto the probability simplex (no longer
+    exactly unbiased where the projection bites, but never a negative frequency)."""
+    unbiased = unbiased_one_hot(reported, epsilon=epsilon, n_values=n_values).mean(axis=0)  # (k,)
+    return simplex_projection(unbiased)
+
+
+def simplex_projection(vector: np.ndarray) -> np.ndarray:
+    """The closest point of the probability simplex in Euclidean distance (Duchi et al. 2008)."""
+    v = np.asarray(vector, dtype=np.float64)
+    u = np.sort(v)[::-1]
+    cumulative = np.cumsum(u) - 1.0
+    index = np.arange(1, len(v) + 1)
+    rho = index[u - cumulative / index > 0][-1]
+    return np.maximum(v - cumulative[rho - 1] / rho, 0.0)
