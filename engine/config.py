@@ -19,6 +19,7 @@ from engine.settings import declared_settings, setting
 ACCOUNTANTS = ("prv", "rdp")  # Opacus accountants we report; GDP underestimates epsilon and is refused
 MODELS = ("logreg", "mlp", "cnn")
 DEVICES = ("auto", "cpu", "cuda")
+CLASS_WEIGHTINGS = ("none", "balanced")  # torch techniques' loss: plain, or weighted by public class shares
 # Reaches down to 0.05 so the curve shows where accuracy starts to fall even on forgiving data (Adult).
 DEFAULT_EPSILONS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 ACCOUNTANT_HELP = ("How epsilon is computed from the noise actually added. PRV (Opacus' default) is tight; RDP is "
@@ -68,6 +69,19 @@ class SweepSpec:
                                                "configuration drawn from the grid: releasing only the best then costs "
                                                "the tuning-aware epsilon (Papernot & Steinke 2022), far below the "
                                                "composition of all of them.")
+    class_weighting: str | None = setting(None, choices=CLASS_WEIGHTINGS, group="training",
+                                          choice_labels=("None", "Balanced (by public class shares)"),
+                                          help="Torch techniques' loss: none (default), or balanced: each class "
+                                               "weighted in proportion to 1 / its share of the label, from public "
+                                               "knowledge only "
+                                               "(the public positive share, else the catalogue's expected "
+                                               "positive rate), "
+                                               "never the training rows' counts. Helps rare positives.")
+    positive_share: float | None = setting(None, above=0, below=1, group="training", example="0.08",
+                                           label="Public positive share",
+                                           help="The positive class's share of the population, from public knowledge "
+                                                "(e.g. 0.08 for about 8% default), for balanced class weighting. "
+                                                "Default: the catalogue's label.expected_positive_rate.")
     # Technique settings by name (each declared by a technique: Technique.settings), sorted (name, value) pairs.
     options: tuple[tuple[str, Any], ...] = field(default=())
 
@@ -110,6 +124,9 @@ class RunConfig:
     train_subsample: int | None = None  # train on a fixed subset of this many training rows
     search: str | None = None  # a random search's id, for its trials (engine.runner.search)
     trial: int | None = None  # the trial's index in its search (two trials may draw the same configuration)
+    class_weighting: str | None = None  # "balanced": loss weighted by 1 / public class share; None: plain
+    class_shares: str | None = None  # the public class shares the weights come from, "0.92,0.08" (class order)
+    class_shares_source: str | None = None  # where they were declared: "setting" (positive_share) or "catalogue"
     params: tuple[tuple[str, Any], ...] = ()  # the technique's own resolved settings, sorted (name, value) pairs
 
     def param(self, name: str, default: Any = None) -> Any:

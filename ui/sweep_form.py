@@ -18,7 +18,7 @@ from ui.settings_form import read_setting, setting_widget, settings_form
 
 # Shared settings in the order the form shows them; dataset and techniques get their own widgets.
 ROWS = (("epsilons", "clipping_norms", "seeds"), ("epochs", "batch_size", "learning_rate", "delta"))
-MORE = ("hidden_units", "train_subsample")
+MORE = ("hidden_units", "train_subsample", "class_weighting", "positive_share")
 
 
 @dataclass

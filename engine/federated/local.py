@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from engine.models.loss import cross_entropy, per_row_cross_entropy
+
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam defaults, replicated in the vectorised step
 ADAM_EPS = 1e-8
 
@@ -66,6 +68,7 @@ class LocalOptions:
     batch_size: int
     learning_rate: float  # Adam
     mu: float = 0.0  # FedProx proximal term mu/2 ||w - w_global||^2 (0: FedAvg)
+    class_weights: tuple[float, ...] | None = None  # the loss's class weights (engine.models.loss); None: unweighted
 
 
 def batch_plan(n_rows: int, batch_size: int, epochs: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -104,7 +107,7 @@ class LoopTrainer:
     def train(self, global_vector: np.ndarray, clients: list[int], data: ClientData, options: LocalOptions,
               seed: int, round_index: int) -> np.ndarray:
         updates = np.zeros((len(clients), self.layout.dim))  # (K, dim)
-        criterion = nn.CrossEntropyLoss()
+        criterion = cross_entropy(options.class_weights, data.device)
         anchor = self.layout.unflatten(global_vector, data.device)
         for slot, client in enumerate(clients):
             model = self.layout.load(self.model, global_vector).train()
@@ -154,13 +157,15 @@ class VectorisedTrainer:
         taken = torch.zeros(k, device=data.device)  # Adam steps per client
         model = self.model.train()
         forward = vmap(lambda p, x: functional_call(model, p, (x,)))
+        class_weights = (torch.as_tensor(options.class_weights, dtype=torch.float32, device=data.device)
+                         if options.class_weights is not None else None)  # (classes,)
         beta1, beta2 = ADAM_BETAS
         for step in range(rows.shape[0]):
             weights = mask[step]  # (K, B)
             counts = weights.sum(dim=1)  # (K,)
             active = counts > 0
             logits = forward(params, data.x[rows[step]])  # (K, B, classes)
-            losses = nn.functional.cross_entropy(logits.flatten(0, 1), data.y[rows[step]].flatten(), reduction="none")
+            losses = per_row_cross_entropy(logits.flatten(0, 1), data.y[rows[step]].flatten(), class_weights)  # (K*B,)
             per_client = (losses.view(k, -1) * weights).sum(dim=1) / counts.clamp(min=1)  # (K,) batch means
             loss = per_client.sum()
             if options.mu:

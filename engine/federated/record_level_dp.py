@@ -22,6 +22,7 @@ from opacus.optimizers import DPOptimizer
 from torch import nn
 
 from engine.federated.local import ClientData, LocalOptions, ParamLayout
+from engine.models.loss import cross_entropy
 from engine.privacy.accounting import epsilon_for
 from engine.privacy.randomness import PrivacyRandomness
 
@@ -47,7 +48,7 @@ class DPSGDTrainer:
     def train(self, global_vector: np.ndarray, clients: list[int], data: ClientData, options: LocalOptions,
               seed: int, round_index: int) -> np.ndarray:
         updates = np.zeros((len(clients), self.layout.dim))  # (K, dim)
-        criterion = nn.CrossEntropyLoss()
+        criterion = cross_entropy(options.class_weights, data.device)  # weighted: each row's loss, before clipping
         for slot, client in enumerate(clients):
             model = self.layout.load(self.module._module, global_vector)
             self.module.train()

@@ -18,6 +18,7 @@ from engine.runner.search import SearchDraw, draw_search, search_id
 from engine.runner.sizing import sized
 from engine.runner.spec import technique_options
 from engine.techniques.base import PURE_DP_ACCOUNTANT
+from engine.techniques.class_weights import weighting_fields
 from engine.techniques.registry import create_technique, get_technique_class
 
 
@@ -54,6 +55,11 @@ def expand(spec: SweepSpec, info: DatasetInfo, n_train: int | None = None) -> li
                   learning_rate=spec.learning_rate, hidden_units=spec.hidden_units,
                   train_subsample=spec.train_subsample)
     shared_fields = set(shared) | {"seed", "target_epsilon", "max_grad_norm", "delta", "accountant"}
+    weighting = weighting_fields(spec, info)  # {} when unweighted: the fields stay None, old cache keys kept
+    if weighting and not any(get_technique_class(name).weighs_classes for name in spec.techniques):
+        raise ConfigError(f"{{class_weighting}} applies to torch techniques only (baseline, dp-sgd, the federated "
+                          f"ones, single-silo, he-inference), not {', '.join(spec.techniques)}: drop it or add one.",
+                          setting="class_weighting")
     configs = []
     for name in dict.fromkeys(spec.techniques):  # de-duplicated, order kept
         technique = get_technique_class(name)
@@ -72,6 +78,7 @@ def expand(spec: SweepSpec, info: DatasetInfo, n_train: int | None = None) -> li
                 delta=(0.0 if pure else spec.delta) if uses_epsilon else None,
                 accountant=(PURE_DP_ACCOUNTANT if pure else spec.accountant) if uses_epsilon else None,
                 **{**shared, **overrides}, params=params,
+                **(weighting if technique.weighs_classes else {}),  # class weighting: torch techniques only
             ))
     return configs
 
@@ -132,6 +139,8 @@ def spec_for_run(config: RunConfig, info: DatasetInfo) -> SweepSpec:
         clipping_norms=(config.max_grad_norm,) if config.max_grad_norm is not None else defaults.clipping_norms,
         epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
         hidden_units=config.hidden_units, train_subsample=config.train_subsample,
+        class_weighting=config.class_weighting,
+        positive_share=(float(config.class_shares.split(",")[1]) if config.class_shares_source == "setting" else None),
         delta=config.delta if config.delta else defaults.delta,
         accountant=config.accountant if config.accountant not in (None, PURE_DP_ACCOUNTANT) else defaults.accountant,
         options=tuple(sorted(options.items())),

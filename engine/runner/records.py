@@ -22,6 +22,7 @@ from engine.data import PreparedDataset
 from engine.errors import EngineError
 from engine.runner.store import CORE_COLUMNS, Column, ResultStore
 from engine.techniques.base import RunResult
+from engine.techniques.class_weights import record_fields
 from engine.techniques.registry import all_measurements, get_technique_class, technique_settings
 
 SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT", bool: "INTEGER"}
@@ -95,6 +96,7 @@ def make_record(run_id: str, config: RunConfig, data: PreparedDataset, outcome: 
                       steps=outcome.steps)
         promoted = {key: value for key, value in outcome.extra.items() if key in columns and key not in record}
         record.update(promoted, extra={key: value for key, value in outcome.extra.items() if key not in promoted})
+    record["extra"] = {**record["extra"], **record_fields(config)}  # a weighted loss's class weights (public)
     return record
 
 

@@ -125,6 +125,7 @@ class Technique(ABC):
     uses_clipping: ClassVar[bool] = False  # expands over the sweep's clipping-norm grid
     trust_model: ClassVar[str] = "none"  # one of TRUST_MODELS
     pure_dp: ClassVar[bool] = False  # epsilon-DP with delta = 0: recorded with delta 0 and PURE_DP_ACCOUNTANT
+    weighs_classes: ClassVar[bool] = False  # trains a torch model on the shared loss: takes class_weighting
 
     # --- planning (class-level: no instance is needed to expand a sweep) ---------------------------------
     @classmethod

@@ -11,6 +11,7 @@ from engine.config import RunConfig
 from engine.data import PreparedDataset
 from engine.measure import PeakMemory, Stopwatch
 from engine.techniques.base import RunContext, RunProgress, RunResult, Technique
+from engine.techniques.class_weights import class_weights
 from engine.techniques.training import evaluate, model_for, seed_everything, train_epochs, train_loader
 
 
@@ -26,7 +27,7 @@ def train_baseline(config: RunConfig, data: PreparedDataset, *, context: RunCont
     loader = train_loader(data, config.batch_size, generator)
     with PeakMemory(context.device) as memory, Stopwatch() as clock:
         train_epochs(model, optimizer, loader, epochs=config.epochs, device=context.device,
-                     on_progress=on_progress)
+                     on_progress=on_progress, class_weights=class_weights(config))
     metrics = evaluate(model, data, context.device)
     return model, RunResult(**metrics, train_seconds=clock.seconds, peak_memory_mb=memory.peak_mb,
                             device=context.device, steps=config.epochs * len(loader))
@@ -35,6 +36,7 @@ def train_baseline(config: RunConfig, data: PreparedDataset, *, context: RunCont
 class Baseline(Technique):
     name = "baseline"
     description = "Same model and optimiser, no privacy: the non-private reference."
+    weighs_classes = True
 
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
             on_progress: RunProgress | None = None) -> RunResult:

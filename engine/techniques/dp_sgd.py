@@ -16,6 +16,7 @@ from engine.measure import PeakMemory, Stopwatch
 from engine.privacy.accounting import epsilon_for, steps_and_sample_rate
 from engine.privacy.calibration import calibrated_noise
 from engine.techniques.base import RunContext, RunProgress, RunResult, Technique
+from engine.techniques.class_weights import class_weights
 from engine.techniques.training import evaluate, model_for, seed_everything, train_epochs, train_loader
 
 
@@ -25,6 +26,7 @@ class DPSGD(Technique):
     uses_epsilon = True
     uses_clipping = True
     trust_model = "central"
+    weighs_classes = True
 
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
             on_progress: RunProgress | None = None) -> RunResult:
@@ -64,7 +66,7 @@ def train_dp_sgd(config: RunConfig, data: PreparedDataset, *, context: RunContex
         # Opacus' hooks fire on the first layer whose input needs no gradient: harmless, and noisy.
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         train_epochs(model, optimizer, loader, epochs=config.epochs, device=context.device,
-                     on_progress=on_progress)
+                     on_progress=on_progress, class_weights=class_weights(config))
     # Epsilon for the steps the accountant actually recorded (not the plan).
     steps_done = sum(steps for _, _, steps in engine.accountant.history)
     epsilon = epsilon_for(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps_done,

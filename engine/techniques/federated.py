@@ -25,6 +25,7 @@ from engine.federated.strategies import FedAvg, FedProx, run_rounds
 from engine.measure import PeakMemory, Stopwatch
 from engine.privacy.calibration import calibrated_noise
 from engine.techniques.base import Measurement, RunContext, RunProgress, RunResult, Technique
+from engine.techniques.class_weights import class_weights
 from engine.techniques.federated_settings import FederatedSettings, FedProxSettings, PartitionSettings, resolve_rounds
 from engine.techniques.training import evaluate, model_for, seed_everything
 
@@ -74,6 +75,7 @@ class FederatedTechnique(Technique):
     settings = FederatedSettings
     measurements = FEDERATED_MEASUREMENTS
     privacy_unit = "none"  # "record" or "client" for the private ones
+    weighs_classes = True
 
     @classmethod
     def resolve(cls, spec: SweepSpec, settings: FederatedSettings, info: DatasetInfo) -> list[dict[str, Any]]:
@@ -103,7 +105,7 @@ class FederatedTechnique(Technique):
         model = model_for(config, data).to(context.device)
         layout = ParamLayout(model)
         local = LocalOptions(epochs=fed.local_epochs, batch_size=config.batch_size,
-                             learning_rate=config.learning_rate)
+                             learning_rate=config.learning_rate, class_weights=class_weights(config))
         strategy = self.strategy(config, fed, partition, local)
         with np.errstate(divide="ignore", invalid="ignore"):  # Opacus' PRV takes log(1 - q): -inf, harmless, at q = 1
             strategy, trainer, fields = self.privacy(config, fed, partition, strategy, model, layout, context)

@@ -109,6 +109,7 @@ class HEInference(Technique):
                    "record being scored; trained with dp-sgd, also the training data.")
     settings = HEInferenceSettings
     measurements = HE_MEASUREMENTS
+    weighs_classes = True  # trains with baseline's or dp-sgd's loop, on the same config
 
     @classmethod
     def axes(cls, spec: SweepSpec, settings: HEInferenceSettings) -> tuple[bool, bool]:

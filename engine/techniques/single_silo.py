@@ -12,6 +12,7 @@ from engine.data import DatasetInfo, PreparedDataset
 from engine.errors import ConfigError
 from engine.measure import PeakMemory, Stopwatch
 from engine.techniques.base import Measurement, RunContext, RunProgress, RunResult, Technique
+from engine.techniques.class_weights import class_weights
 from engine.techniques.federated import partition_extra, partition_for, silo_accuracy
 from engine.techniques.federated_settings import SingleSiloSettings, client_names, resolve_partition
 from engine.techniques.training import evaluate, model_for, seed_everything, train_epochs, train_loader
@@ -22,6 +23,7 @@ class SingleSilo(Technique):
 
     name = "single-silo"
     description = "One client (e.g. one hospital) trains alone on its own rows, no federation, no privacy."
+    weighs_classes = True
     settings = SingleSiloSettings
     measurements = (Measurement("privacy_unit", str, "unit of privacy"),)
 
@@ -50,7 +52,8 @@ class SingleSilo(Technique):
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         loader = train_loader(own, config.batch_size, generator)
         with PeakMemory(context.device) as memory, Stopwatch() as clock:
-            train_epochs(model, optimizer, loader, epochs=config.epochs, device=context.device, on_progress=on_progress)
+            train_epochs(model, optimizer, loader, epochs=config.epochs, device=context.device, on_progress=on_progress,
+                         class_weights=class_weights(config))
         extra = {"privacy_unit": "none", "client_rows": int(len(rows)), **partition_extra(partition, data)}
         silos = silo_accuracy(model, data, partition, context.device)
         if silos is not None:

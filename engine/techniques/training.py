@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from engine.config import RunConfig
 from engine.data import PreparedDataset
 from engine.models import build_model
+from engine.models.loss import cross_entropy
 from engine.techniques.base import RunProgress
 from engine.techniques.metrics import score_metrics
 
@@ -36,8 +37,11 @@ def train_loader(data: PreparedDataset, batch_size: int, generator: torch.Genera
 
 
 def train_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, *, epochs: int,
-                 device: str, on_progress: RunProgress | None = None) -> None:
-    criterion = nn.CrossEntropyLoss()
+                 device: str, on_progress: RunProgress | None = None,
+                 class_weights: tuple[float, ...] | None = None) -> None:
+    """`class_weights`: one per class (engine.techniques.class_weights), or None for the plain loss. Weighted, each
+    row's loss is scaled before DP-SGD clips its gradient, and the batch loss is still a mean over its rows."""
+    criterion = cross_entropy(class_weights, device)
     model.train()
     for epoch in range(epochs):
         for features, labels in loader:
