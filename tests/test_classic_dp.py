@@ -110,6 +110,10 @@ def test_records_say_pure_dp_mechanism_and_privacy_model(store):
         assert record["max_grad_norm"] is None and record["noise_multiplier"] is None
     assert {records[n]["trust_model"] for n in CLASSIC} == {"central", "local"}
     assert records["local-dp"]["trust_model"] == "local" and records["dp-logreg"]["trust_model"] == "central"
+    # Each run is recorded with the model it really trained, never the sweep's MLP.
+    assert {n: records[n]["model"] for n in CLASSIC} == {"dp-logreg": "logreg", "dp-naive-bayes": "naive-bayes",
+                                                         "dp-forest": "forest", "local-dp": "logreg"}
+    assert records["dp-sgd"]["model"] == "mlp"
 
     composed = compose_runs(store.records(), delta=1e-5)  # pure runs compose with DP-SGD (Decide page)
     assert composed.n_private == len(CLASSIC) + 1

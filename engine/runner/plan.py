@@ -63,6 +63,7 @@ def expand(spec: SweepSpec, info: DatasetInfo, n_train: int | None = None) -> li
     configs = []
     for name in dict.fromkeys(spec.techniques):  # de-duplicated, order kept
         technique = get_technique_class(name)
+        technique_model = technique.fixed_model or model  # diffprivlib and local-dp train their own model family
         settings = technique_options(spec, name)
         uses_epsilon, uses_clipping = technique.axes(spec, settings)
         epsilons = spec.epsilons if uses_epsilon else (None,)
@@ -77,7 +78,7 @@ def expand(spec: SweepSpec, info: DatasetInfo, n_train: int | None = None) -> li
                 technique=name, seed=seed, target_epsilon=epsilon, max_grad_norm=norm,
                 delta=(0.0 if pure else spec.delta) if uses_epsilon else None,
                 accountant=(PURE_DP_ACCOUNTANT if pure else spec.accountant) if uses_epsilon else None,
-                **{**shared, **overrides}, params=params,
+                **{**shared, "model": technique_model, **overrides}, params=params,
                 **(weighting if technique.weighs_classes else {}),  # class weighting: torch techniques only
             ))
     return configs
@@ -111,7 +112,10 @@ def plan_sweep(spec: SweepSpec, *, uploads_dir: Path | None, store=None) -> Swee
         check_delta(spec.delta, data.n_train)
     from engine.techniques.training import model_for  # validates model vs data (cnn needs images)
 
-    model_for((configs or expand(spec, info, data.n_train))[0], data)
+    torch_runs = [config for config in configs or expand(spec, info, data.n_train)
+                  if not get_technique_class(config.technique).fixed_model]
+    if torch_runs:
+        model_for(torch_runs[0], data)
     for config in configs:  # checks that need the data (a federated partition that cannot be made)
         create_technique(config.technique).check(config, data)
     run_ids = tuple(config.cache_key(data.fingerprint, ENGINE_VERSION) for config in configs)
@@ -124,6 +128,9 @@ def spec_for_run(config: RunConfig, info: DatasetInfo) -> SweepSpec:
     """The one-run sweep spec whose expansion is exactly `config` (the inverse of `expand` for one point). A random
     search's trial comes back as its configuration alone: retraining it is a new run, outside the search."""
     config = dataclasses.replace(config, search=None, trial=None)
+    fixed_model = get_technique_class(config.technique).fixed_model
+    if fixed_model:  # records from before fixed_model carry the sweep's model; the run trained this one
+        config = dataclasses.replace(config, model=fixed_model)
     declared = {setting.name: setting for setting in get_technique_class(config.technique).settings.declared()}
     axes = {setting.axis: setting.name for setting in declared.values() if setting.axis}
     options = {}
@@ -134,7 +141,8 @@ def spec_for_run(config: RunConfig, info: DatasetInfo) -> SweepSpec:
             options[axes[name]] = (value,)
     defaults = SweepSpec()
     spec = SweepSpec(
-        dataset=config.dataset, techniques=(config.technique,), model=config.model, seeds=(config.seed,),
+        dataset=config.dataset, techniques=(config.technique,), seeds=(config.seed,),
+        model=None if fixed_model else config.model,
         epsilons=(config.target_epsilon,) if config.target_epsilon is not None else defaults.epsilons,
         clipping_norms=(config.max_grad_norm,) if config.max_grad_norm is not None else defaults.clipping_norms,
         epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,

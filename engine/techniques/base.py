@@ -125,6 +125,9 @@ class Technique(ABC):
     uses_clipping: ClassVar[bool] = False  # expands over the sweep's clipping-norm grid
     trust_model: ClassVar[str] = "none"  # one of TRUST_MODELS
     pure_dp: ClassVar[bool] = False  # epsilon-DP with delta = 0: recorded with delta 0 and PURE_DP_ACCOUNTANT
+    # The model family a technique always trains whatever the sweep's `model` (dp-logreg: "logreg"): recorded as
+    # the run's model, so no diffprivlib run is labelled with the sweep's MLP. None: the sweep's model.
+    fixed_model: ClassVar[str | None] = None
     weighs_classes: ClassVar[bool] = False  # trains a torch model on the shared loss: takes class_weighting
 
     # --- planning (class-level: no instance is needed to expand a sweep) ---------------------------------

@@ -88,6 +88,7 @@ class DPLogisticRegression(DiffprivlibTechnique):
     name = "dp-logreg"
     description = "diffprivlib LogisticRegression: objective perturbation (Chaudhuri et al. 2011), pure epsilon-DP."
     estimator_name = "diffprivlib LogisticRegression"
+    fixed_model = "logreg"
     mechanism = ("objective perturbation: a random linear term (diffprivlib Vector mechanism) added to the "
                  "L2-regularised logistic loss, rows clipped to the public data_norm (Chaudhuri, Monteleoni & "
                  "Sarwate 2011); one-vs-rest with epsilon / classes each for more than two classes")
@@ -108,6 +109,7 @@ class DPNaiveBayes(DiffprivlibTechnique):
     name = "dp-naive-bayes"
     description = "diffprivlib GaussianNB: noisy class counts, means and variances (Vaidya et al. 2013)."
     estimator_name = "diffprivlib GaussianNB"
+    fixed_model = "naive-bayes"
     mechanism = ("noisy sufficient statistics: class counts by the truncated geometric mechanism (epsilon/3), "
                  "per-class feature means by truncated Laplace (epsilon/3 over the features) and variances by "
                  "bounded-domain Laplace (epsilon/3 over the features), public bounds (Vaidya et al. 2013)")
@@ -130,6 +132,7 @@ class DPRandomForest(DiffprivlibTechnique):
     description = ("A forest of diffprivlib DP decision trees, each row assigned to one tree independently at random: "
                    "epsilon covers the whole forest (parallel composition over the trees).")
     estimator_name = "forest of diffprivlib DecisionTreeClassifier"
+    fixed_model = "forest"
     mechanism = ("random decision forest: every row joins one tree drawn uniformly and independently (secret "
                  "randomness), data-independent random splits within public bounds, leaf labels by permute-and-flip "
                  "(McKenna & Sheldon 2020) at the full epsilon per tree; neighbouring tables differ in one tree only")

@@ -99,6 +99,7 @@ class LocalDP(Technique):
     uses_epsilon = True
     pure_dp = True
     trust_model = "local"
+    fixed_model = "logreg"  # the model trained on the randomised records
     measurements = (Measurement("mechanism", str, "mechanism"), Measurement("estimator", str, "estimator"))
 
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
