@@ -244,10 +244,16 @@ def upload(
     positive: Optional[str] = typer.Option(None, help="The positive class. Default: the schema's, else the rarer of "
                                            "two values."),
     replace: bool = typer.Option(False, "--replace", help="Replace an earlier upload of that name holding other data."),
+    undeclared: Optional[str] = typer.Option(None, help="Bounds and categories not declared: dp (default: a DP "
+                                             "estimate, composed into every run) or data (read from the rows, "
+                                             "data-derived). Default: the schema's, else dp."),
+    preprocessing_epsilon: Optional[float] = typer.Option(None, help="Epsilon in all for the DP estimates "
+                                                          "(default: the schema's, else 0.1)."),
     store: Optional[Path] = typer.Option(None, help=STORE_HELP),
 ) -> None:
     """Register a CSV as a dataset beside the store, as the Data page does: suspected identifiers are dropped
-    (never stored), and undeclared bounds and categories are read from the rows and recorded as data-derived."""
+    (never stored), and undeclared bounds and categories are DP estimates (or, with --undeclared data, read from
+    the rows and recorded as data-derived)."""
     import dataclasses
 
     from engine import services
@@ -261,7 +267,9 @@ def upload(
         if not schema and not label:
             raise ConfigError("Say which column is the label: --label COLUMN (or --schema schema.yaml).")
         declared = dataclasses.replace(declared, label=label or declared.label, name=name or declared.name,
-                                       positive=positive or declared.positive)
+                                       positive=positive or declared.positive,
+                                       undeclared=undeclared or declared.undeclared,
+                                       preprocessing_epsilon=preprocessing_epsilon or declared.preprocessing_epsilon)
         info = services.upload(csv_file.read_bytes(), csv_file.name, declared, workspace, replace=replace)
     except (EngineError, OSError) as exc:
         _fail(exc if isinstance(exc, EngineError) else f"cannot read {exc.filename}: {exc.strerror}.")
@@ -273,6 +281,9 @@ def upload(
     typer.echo(f"dropped: {', '.join(info.drop_columns) or 'none'}")
     typer.echo(f"bounds or categories read from the rows (not covered by epsilon): "
                f"{', '.join(info.data_derived_columns) or 'none'}")
+    if info.preprocessing_privacy:
+        typer.echo(f"bounds or categories estimated with DP (epsilon {info.preprocessing_privacy['epsilon']:g}, "
+                   f"composed into every run on it): {', '.join(info.dp_estimated_columns)}")
     for warning in (info.upload or {}).get("warnings", []):
         typer.echo(f"warning: {warning}", err=True)
 
@@ -377,7 +388,9 @@ def verify(
     except EngineError as exc:
         _fail(exc)
     for name, (ours, independent) in sorted(result.compositions.items()):
-        typer.echo(f"{name}: composed epsilon {ours:.4g} (engine) vs {independent:.4g} (dp-accounting PLD)")
+        typer.echo(f"{name}: composed epsilon {ours:.4g} (engine) vs {independent:.4g} (dp-accounting PLD)"
+                   + (f", the table's DP preprocessing (epsilon {result.preprocessing[name]:g}) included"
+                      if name in result.preprocessing else ""))
     for finding in result.findings:
         typer.echo(f"FAIL {finding.run_id}: {finding.message}", err=True)
     typer.echo(f"{result.checked} private runs checked: "

@@ -148,7 +148,9 @@ def verify(workspace: Workspace, dataset: str | None = None):
     from engine.analysis.verify import verify_records
 
     with ResultStore(workspace.store_path, create=False) as store:
-        return verify_records(store.records(dataset=dataset))
+        records = store.records(dataset=dataset)
+    names = {record.get("dataset") for record in records}
+    return verify_records(records, extra_releases={name: preprocessing_releases(workspace, name) for name in names})
 
 
 def preprocessing_releases(workspace: Workspace, dataset: str) -> list[tuple[str, float, float]]:
@@ -157,10 +159,13 @@ def preprocessing_releases(workspace: Workspace, dataset: str) -> list[tuple[str
         info = get_dataset_info(dataset, workspace.uploads_dir)
     except ConfigError:
         return []  # a dataset no longer in the catalogue: its runs still compose
-    spent = getattr(info, "preprocessing_privacy", None) or {}
-    if not spent or not spent.get("epsilon"):
-        return []
-    return [("the table's DP preprocessing", float(spent["epsilon"]), float(spent.get("delta") or 0.0))]
+    releases = []
+    for which, spent in (("", info.preprocessing_privacy), *(("a replaced version's ", earlier)
+                                                          for earlier in info.earlier_preprocessing)):
+        if spent and spent.get("epsilon"):
+            releases.append((f"{which}DP preprocessing (the table's bounds and categories)", float(spent["epsilon"]),
+                             float(spent.get("delta") or 0.0)))
+    return releases
 
 
 def searches(workspace: Workspace) -> dict[str, float]:

@@ -22,6 +22,7 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "loan_applications.csv"
 IDENTIFIERS = {"applicant_id", "full_name", "email", "phone", "national_id", "zip_code"}
 FEATURES = ["age", "income", "loan_amount", "term_months", "employment_type", "home_ownership", "purpose", "credit_score"]
 LOAN = UploadSpec(name="loans", label_column="defaulted", positive_class="yes")
+LOAN_FROM_ROWS = UploadSpec(name="loans", label_column="defaulted", positive_class="yes", undeclared="data")
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +178,7 @@ def test_slugify():
 # --- registering ---------------------------------------------------------------------------------------------
 def test_registration_never_writes_identifiers_and_the_catalogue_sees_it(raw, inspection, uploads):
     spec = UploadSpec("loans", "defaulted", "yes", numeric_bounds={"age": (18, 100)},
-                      public_categories=("home_ownership",))
+                      declared_categories={"home_ownership": ("rent", "mortgage", "own")}, undeclared="data")
     info = register_upload(raw, inspection, spec, uploads_dir=uploads)
     folder = uploads / "loans"
     assert Path(info.folder) == folder
@@ -192,7 +193,9 @@ def test_registration_never_writes_identifiers_and_the_catalogue_sees_it(raw, in
     assert "loans" in dataset_names(uploads) and get_dataset_info("loans", uploads).origin == "uploaded"
     assert info.provenance.startswith("uploaded loan_applications.csv on ") and inspection.sha256 in info.provenance
     assert info.licence == "user-provided" and set(info.identifier_columns) == IDENTIFIERS
-    assert info.numeric["age"] == {"bounds": [18.0, 100.0], "nullable": True}  # declared public, missing values
+    assert info.numeric["age"] == {"bounds": [18.0, 100.0], "nullable": True}  # declared public
+    assert all(spec["nullable"] for spec in info.numeric.values())  # every numeric column: read from no row
+    assert info.categorical["home_ownership"] == ["rent", "mortgage", "own"]  # as typed
 
     data = load_dataset("loans", uploads)
     assert (data.n_train, len(data.y_test)) == (360, 120) and data.fingerprint == info.fingerprint
@@ -225,7 +228,7 @@ def test_same_name_again_replace_and_no_stale_cache(raw, inspection, uploads):
 
 
 def test_a_sweep_on_the_upload_runs_and_records_data_derived_bounds(raw, inspection, store, uploads):
-    register_upload(raw, inspection, LOAN, uploads_dir=uploads)
+    register_upload(raw, inspection, LOAN_FROM_ROWS, uploads_dir=uploads)
     spec = make_spec(dataset="loans", techniques=("baseline", "dp-sgd"), epsilons=(1.0,), seeds=(0,), epochs=10,
                      batch_size=64, accountant="rdp")
     report = run_sweep(spec, store=store, uploads_dir=uploads, device="cpu")

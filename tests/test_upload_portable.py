@@ -4,6 +4,7 @@ while refusing a different one, in one line, writing nothing."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.data import get_dataset_info
-from engine.data.uploads.schema import UploadSchema, read_schema, schema_from_yaml, schema_of, schema_yaml
+from engine.data.uploads.schema import ColumnSchema, UploadSchema, read_schema, schema_from_yaml, schema_of, schema_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["duration_in_month", "credit_amount", "age_in_years", "housing", "purpose", "credit_history", "credit_risk"]
@@ -23,10 +24,11 @@ label: credit_risk
 positive: "2"
 columns:
   duration_in_month: {bounds: [1, 72]}   # public: the bank's longest term
-  credit_amount: {}                      # bounds read from the rows (data-derived)
+  credit_amount: {}                      # undeclared: a DP estimate of its bounds
   age_in_years: {bounds: [18, 100]}
   housing: {categories: [A151, A152, A153]}
-  purpose: {}
+  purpose: {}                            # undeclared: a DP estimate of its values
+preprocessing_epsilon: 2                 # for those two estimates (400 rows: the default 0.1 would keep no purpose)
 """
 runner = CliRunner()
 
@@ -79,7 +81,8 @@ def test_upload_prints_name_fingerprint_and_what_was_kept_and_dropped(exported):
     assert f"registered credit-upload (fingerprint {exported['fingerprint']})" in output
     assert "kept 5 column(s): duration_in_month, credit_amount, age_in_years, housing, purpose" in output
     assert "dropped as identifiers (never stored): email, zip_code" in output and "dropped: credit_history" in output
-    assert "not covered by epsilon): credit_amount, purpose" in output
+    assert "not covered by epsilon): none" in output
+    assert "estimated with DP (epsilon 2, composed into every run on it): credit_amount, purpose" in output
     stored = pd.read_parquet(exported["store"].parent / "datasets" / "credit-upload" / "data.parquet")
     assert "email" not in stored and "credit_history" not in stored  # dropped columns never touch the disk
 
@@ -87,11 +90,19 @@ def test_upload_prints_name_fingerprint_and_what_was_kept_and_dropped(exported):
 def test_the_export_names_the_table_by_fingerprint_and_carries_only_declared_values(exported):
     config = yaml.safe_load(exported["config"].read_text())
     assert config["sweep"]["dataset"] == "credit-upload" and config["sweep"]["techniques"] == ["dp-logreg"]
-    assert config["upload"] == {
-        "name": "credit-upload", "label": "credit_risk", "positive": "2",
-        "columns": {"duration_in_month": {"bounds": [1.0, 72.0]}, "credit_amount": {}, "age_in_years": {"bounds": [18.0, 100.0]},
-                    "housing": {"categories": ["A151", "A152", "A153"]}, "purpose": {}},
-        "fingerprint": exported["fingerprint"]}  # no min/max or category read from the rows
+    info = get_dataset_info("credit-upload", exported["store"].parent / "datasets")
+    carried = config["upload"]
+    assert {key: carried[key] for key in ("name", "label", "positive", "undeclared", "preprocessing_epsilon", "fingerprint")} == {
+        "name": "credit-upload", "label": "credit_risk", "positive": "2", "undeclared": "dp",
+        "preprocessing_epsilon": 2.0, "fingerprint": exported["fingerprint"]}
+    # Declared values as declared; the DP estimates as released, with the release that drew them; no min/max.
+    assert carried["columns"] == {
+        "duration_in_month": {"bounds": [1.0, 72.0]}, "credit_amount": {"dp_bounds": info.numeric["credit_amount"]["bounds"]},
+        "age_in_years": {"bounds": [18.0, 100.0]}, "housing": {"categories": ["A151", "A152", "A153"]},
+        "purpose": {"dp_categories": info.categorical["purpose"]}}
+    assert carried["preprocessing_privacy"]["epsilon"] == 2.0 and carried["preprocessing_privacy"]["delta"] == 1e-6
+    low, high = info.numeric["credit_amount"]["bounds"]
+    assert math.log2(high).is_integer() and (low, high) != (250.0, 18424.0)  # a power-of-two ladder, not min/max
 
 
 def test_the_export_reproduces_the_run_id_on_a_fresh_store_from_the_same_csv(exported, files, tmp_path):
@@ -161,7 +172,7 @@ def test_missing_label_and_missing_file_are_one_line_errors(files, tmp_path):
 def test_an_identifier_is_kept_only_when_the_schema_says_so_and_the_export_repeats_it(files, tmp_path):
     schema = tmp_path / "schema.yaml"
     store = tmp_path / "store" / "results.sqlite"
-    schema.write_text("label: credit_risk\ncolumns: {zip_code: {}, purpose: {}, age_in_years: {}}\n")
+    schema.write_text("label: credit_risk\nundeclared: data\ncolumns: {zip_code: {}, purpose: {}, age_in_years: {}}\n")
     line = one_line_error(frontier("upload", files["credit"], "--schema", schema, "--name", "with-zip", "--store", store))
     assert "Column 'zip_code' looks like an identifier" in line and "keep_identifiers" in line
     schema.write_text(schema.read_text() + "keep_identifiers: [zip_code]\n")
@@ -172,12 +183,13 @@ def test_an_identifier_is_kept_only_when_the_schema_says_so_and_the_export_repea
 
 def test_label_only_upload_keeps_everything_but_identifiers_and_its_schema_round_trips(files, tmp_path):
     uploads = tmp_path / "store" / "datasets"
-    result = frontier("upload", files["credit"], "--label", "credit_risk", "--name", "credit-all",
+    result = frontier("upload", files["credit"], "--label", "credit_risk", "--name", "credit-all", "--undeclared", "data",
                       "--store", uploads.parent / "results.sqlite")
     assert result.exit_code == 0 and "label credit_risk = 2" in result.output, result.output  # the rarer class
     schema = schema_of(get_dataset_info("credit-all", uploads))
     assert set(schema.columns) == set(COLUMNS) - {"credit_risk"} and all(
-        c.bounds is None and c.categories is None for c in schema.columns.values())  # nothing declared public
+        c == ColumnSchema() for c in schema.columns.values())  # nothing declared public, no value read from the rows
+    assert schema.undeclared == "data" and schema.preprocessing_privacy is None
     assert schema_from_yaml(schema_yaml(schema), "schema.yaml") == schema
     assert read_schema(schema.to_mapping()) == schema and read_schema({}) == UploadSchema()
 
@@ -203,4 +215,7 @@ def test_declared_categories_are_used_as_written_and_values_outside_them_are_rep
     assert result.exit_code == 0, result.output
     assert "row(s) of 'housing' hold values outside its declared categories" in result.output
     info = get_dataset_info("housing", store.parent / "datasets")
-    assert info.categorical == {"housing": ["A151", "A152"]} and info.data_derived_columns == ("age_in_years",)
+    assert info.categorical == {"housing": ["A151", "A152"]} and info.data_derived_columns == ()
+    assert info.dp_estimated_columns == ("age_in_years",) and info.preprocessing_privacy["epsilon"] == 0.1
+    stored = pd.read_parquet(Path(info.folder) / "data.parquet")
+    assert set(stored["housing"].dropna()) == {"A151", "A152"}  # A153, typed by nobody, is not stored

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import streamlit as st
 
@@ -9,22 +11,32 @@ from engine.data.uploads.inspect import CsvInspection
 
 
 def public_bounds_editor(inspection: CsvInspection, kept: list[str], tag: str) -> dict[str, tuple[float, float]]:
-    """(low, high) of each kept numeric column the user declared public; {} when the file has no numeric column."""
+    """(low, high) of each kept numeric column the user typed both ends of; {} when the file has no numeric column.
+
+    The fields start empty, never with the file's min/max: a range copied from the rows is not public knowledge.
+    """
     # Rows fixed per file (a table that changed with the drop list would shuffle the user's edits).
-    numeric = [p for p in inspection.columns if p.kind == "numeric" and p.name not in inspection.suggested_drops]
+    numeric = [p.name for p in inspection.columns if p.kind == "numeric" and p.name not in inspection.suggested_drops]
     if not numeric:
         return {}
     st.markdown("**Public bounds for numeric columns** (optional)")
-    st.caption("Values are clipped to bounds and scaled before training. Bounds read from the data (the default) "
-               "leak information about the rows that ε does not cover; tick *declared public* where the range is "
-               "known without looking at the rows (age 18–100, a product's loan limits), and edit it to that range.")
+    st.caption("Values are clipped to bounds and scaled before training. Type a range only where it is known without "
+               "looking at the rows (age 18–100, a product's loan limits); leave the others empty.")
     edited = st.data_editor(
-        pd.DataFrame({"column": [p.name for p in numeric], "smallest in file": [p.low for p in numeric],
-                      "largest in file": [p.high for p in numeric], "public low": [p.low for p in numeric],
-                      "public high": [p.high for p in numeric], "declared public": [False] * len(numeric)}),
-        key=f"data_bounds_{tag}", hide_index=True, width="stretch",
-        disabled=["column", "smallest in file", "largest in file"],
-        column_config={"declared public": st.column_config.CheckboxColumn(help="These bounds are domain "
-                                                                               "knowledge, not read from the rows.")})
-    return {row["column"]: (row["public low"], row["public high"]) for row in edited.to_dict("records")
-            if row["declared public"] and row["column"] in kept}
+        pd.DataFrame({"column": numeric, "public low": [None] * len(numeric), "public high": [None] * len(numeric)},
+                     ).astype({"public low": "float64", "public high": "float64"}),
+        key=f"data_bounds_{tag}", hide_index=True, width="stretch", disabled=["column"],
+        column_config={"public low": st.column_config.NumberColumn(help="Domain knowledge, not the rows' minimum."),
+                       "public high": st.column_config.NumberColumn(help="Domain knowledge, not the rows' maximum.")})
+    bounds, partial = {}, []
+    for row in edited.to_dict("records"):
+        low, high = row["public low"], row["public high"]
+        given = [value is not None and not (isinstance(value, float) and math.isnan(value)) for value in (low, high)]
+        if all(given) and row["column"] in kept:
+            bounds[row["column"]] = (float(low), float(high))
+        elif any(given):
+            partial.append(row["column"])
+    if partial:
+        st.warning(f"Give both ends of the public range, or neither: {', '.join(partial)} (left undeclared for now).",
+                   icon=":material/warning:")
+    return bounds

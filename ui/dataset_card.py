@@ -27,6 +27,7 @@ def dataset_card(name: str, uploads: Path, signature: tuple) -> dict:  # noqa: A
         "positive_rate": float(data.y_train.mean()) if data.n_classes == 2 else None,
         "sensitive_list": ", ".join(map(str, sensitive)) if isinstance(sensitive, list) else str(sensitive),
         "data_derived": list(data.data_derived_bounds), "identifiers": list(info.identifier_columns),
+        "dp_estimated": list(info.dp_estimated_columns), "preprocessing": dict(info.preprocessing_privacy or {}),
         "silo_column": info.silo_column, "silos": list(info.categorical.get(info.silo_column, [])) if info.silo_column else [],
         "folder": info.folder, "fingerprint": data.fingerprint, "upload": info.upload or {},
         "inputs_text": model_inputs_sentence(info, data.n_features), "missing_text": missing_values_sentence(info),
@@ -34,11 +35,18 @@ def dataset_card(name: str, uploads: Path, signature: tuple) -> dict:  # noqa: A
 
 
 def bounds_text(card: dict) -> str:
-    derived = card["data_derived"]
+    derived, estimated = card["data_derived"], card.get("dp_estimated") or []
+    spent = card.get("preprocessing") or {}
+    dp = (f"**DP-estimated** for {len(estimated)} column(s): {', '.join(estimated)}. Their bounds or value lists were "
+          f"estimated from the rows with differential privacy (ε = {spent.get('epsilon', 0):g}"
+          f"{', δ = %g' % spent['delta'] if spent.get('delta') else ', pure DP'}); Decide and the report add this to "
+          "every composition on this table." if estimated else "")
     if not derived:
-        return ("**public**: every bound and category list is declared domain knowledge, so preprocessing spends no "
-                "privacy and ε covers the whole pipeline.")
-    return (f"**data-derived** for {len(derived)} column(s): {', '.join(derived)}. Their bounds or category lists were "
+        public = ("every bound and category list is declared domain knowledge, so preprocessing spends no privacy "
+                  "and ε covers the whole pipeline.")
+        return dp + " The others are **public**." if dp else f"**public**: {public}"
+    return ((dp + " " if dp else "") +
+            f"**data-derived** for {len(derived)} column(s): {', '.join(derived)}. Their bounds or category lists were "
             "read from the rows; this leaks a little that ε does not cover, and every run record lists them "
             "(`data_derived_bounds`).")
 

@@ -1,5 +1,6 @@
 """The upload form: the user's choices for an inspected CSV (label, positive class, drops, public bounds and
-categories, name), returned as an UploadSpec when Save is pressed. Saving is the page's call."""
+categories as typed, what to do with those left empty, name), returned as an UploadSpec when Save is pressed.
+Saving is the page's call. Nothing here is prefilled from the rows."""
 
 from __future__ import annotations
 
@@ -40,12 +41,8 @@ def upload_form(inspection: CsvInspection, tag: str, existing_uploads: list[str]
                                 "values to encode. Keep a flagged column only if you are sure it is not one.")
     kept = [c for c in columns if c != label and c not in drops]
     bounds = public_bounds_editor(inspection, kept, tag)
-    text_columns = [p.name for p in inspection.columns if p.kind == "categorical" and p.name in kept]
-    public_categories = st.multiselect(
-        "Text columns whose list of values is public (a fixed code list, not read from the rows)", text_columns,
-        key=f"data_public_categories_{tag}",
-        help="Otherwise the list of categories is read from the rows and recorded as data-derived: a rare category "
-             "reveals that someone in the data has it.") if text_columns else []
+    categories = public_categories_inputs(inspection, kept, tag)
+    undeclared, epsilon = undeclared_choice(tag)
     name = st.text_input("Dataset name", value=slugify(inspection.filename) or "my-upload", key=f"data_name_{tag}",
                          help="Lower-case letters, digits and hyphens; the name the Sweep page and the CLI use.").strip()
     replace = False
@@ -55,4 +52,45 @@ def upload_form(inspection: CsvInspection, tag: str, existing_uploads: list[str]
     if not st.button("Save dataset", type="primary", key=f"data_save_{tag}"):
         return None
     return UploadSpec(name=name, label_column=label, positive_class=positive, drop_columns=tuple(drops),
-                      numeric_bounds=bounds, public_categories=tuple(public_categories)), replace
+                      numeric_bounds=bounds, declared_categories=categories, undeclared=undeclared,
+                      preprocessing_epsilon=epsilon), replace
+
+
+def public_categories_inputs(inspection: CsvInspection, kept: list[str], tag: str) -> dict[str, tuple[str, ...]]:
+    """Each kept text column's public list of values as typed (comma-separated); empty by default, never read
+    from the rows: a rare value would tell that someone in the data has it."""
+    text_columns = [p.name for p in inspection.columns if p.kind == "categorical" and p.name in kept]
+    if not text_columns:
+        return {}
+    st.markdown("**Public values of text columns** (optional)")
+    st.caption("Type a column's list of values where it is public (a fixed code list), separated by commas. Rows "
+               "holding another value encode as none of them, and that value is not stored.")
+    declared = {}
+    for column in text_columns:
+        typed = st.text_input(f"Values of {column}", value="", key=f"data_categories_{tag}_{column}",
+                              placeholder="e.g. car, home, other")
+        values = tuple(dict.fromkeys(v.strip() for v in typed.split(",") if v.strip()))
+        if values:
+            declared[column] = values
+    return declared
+
+
+UNDECLARED_LABELS = {
+    "dp": "Estimate them with differential privacy (spends the ε below, added to every run on this table)",
+    "data": "Read them from the rows (data-derived: not covered by ε, listed on every run)",
+}
+
+
+def undeclared_choice(tag: str) -> tuple[str, float]:
+    """("dp" or "data", the preprocessing epsilon) for the bounds and value lists the user does not type."""
+    left, right = st.columns([3, 1])
+    undeclared = left.radio("Bounds and value lists you leave empty", list(UNDECLARED_LABELS),
+                            format_func=UNDECLARED_LABELS.get, key=f"data_undeclared_{tag}",
+                            help="DP: a noisy histogram per column gives a range, and only values held by enough "
+                                 "rows are kept (a value held by one row almost never is). Data: the rows' "
+                                 "min/max and every value, as read.")
+    epsilon = right.number_input("Preprocessing ε", min_value=0.01, max_value=10.0, value=0.1, step=0.05,
+                                 key=f"data_preprocessing_epsilon_{tag}", disabled=undeclared != "dp",
+                                 help="Split evenly over the columns left empty. At ε = 0.1 over 4 columns a value "
+                                      "needs about 580 rows to be kept: type the lists you know.")
+    return undeclared, float(epsilon)

@@ -132,6 +132,7 @@ class DecisionSummary:
     tuning_epsilon: float | None = None  # the scope's search: releasing its best trial only
     search_trials: float | None = None  # its mean number of trials
     scope: str | None = None
+    preprocessing_epsilon: float = 0.0  # the table's DP preprocessing (an upload's DP bounds), in both figures
 
 
 def membership_bound(epsilon: float, delta: float, false_positive_rate: float) -> float:
@@ -167,8 +168,13 @@ def summarise_decision(runs: pd.DataFrame, records: list[dict[str, Any]], run_id
     if scope is not None:
         trials = (search_means or {}).get(scope)
         searched = [r for r in same_data if r.get("search") == scope]
-        if trials is not None and searched:
-            tuning = tuning_aware_epsilon(searched, mean_trials=trials, delta=composition_delta)
+        # The table's DP preprocessing shaped every trial: the chosen model's release composes with it (basic
+        # composition: epsilons add, and its delta comes out of the search's).
+        extra_epsilon = sum(float(e) for _, e, _ in extra_releases)
+        search_delta = composition_delta - sum(float(d) for _, _, d in extra_releases)
+        if trials is not None and searched and search_delta > 0:
+            tuning = tuning_aware_epsilon(searched, mean_trials=trials, delta=search_delta)
+            tuning = None if tuning is None else tuning + extra_epsilon
     # Both bound releasing the chosen model (the tuning-aware one only if nothing else of the search is released):
     # the smaller holds. With few trials, RDP's looseness can make the tuning-aware figure the larger.
     if tuning is not None and tuning < composition.epsilon:
@@ -186,4 +192,5 @@ def summarise_decision(runs: pd.DataFrame, records: list[dict[str, Any]], run_id
         baseline_mean=baseline, baseline_std=baseline_std,
         given_up_points=None if baseline is None else (baseline - float(test.mean())) * 100,
         composition=composition, tuning_epsilon=tuning, search_trials=trials, scope=scope,
+        preprocessing_epsilon=sum(float(e) for _, e, _ in extra_releases),
     )

@@ -5,7 +5,8 @@ hybrids), Google's dp-accounting PLD accountant recomputes epsilon from (noise m
 steps, delta) through its own DpEvent path; the stored figure (Opacus PRV or RDP) must not lie below it by more
 than PRV's numerical error, nor above the run's target. Pure epsilon-DP runs must not exceed their target. The
 composed figure of each dataset is recomputed with dp-accounting's accountant over DpEvents, independently of
-engine.privacy.composition, and must agree.
+engine.privacy.composition, and must agree. A table's DP preprocessing (an upload's DP bounds and categories) is
+part of every composition on it, in both.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from dp_accounting import dp_event
-from dp_accounting.pld import pld_privacy_accountant
+from dp_accounting.pld import common, pld_privacy_accountant, privacy_loss_distribution
 
 from engine.privacy.composition import compose_runs, run_mechanism
 
@@ -37,6 +38,7 @@ class Verification:
     checked: int = 0
     findings: list[Finding] = field(default_factory=list)
     compositions: dict[str, tuple[float, float]] = field(default_factory=dict)  # dataset -> (ours, independent)
+    preprocessing: dict[str, float] = field(default_factory=dict)  # dataset -> epsilon of its DP preprocessing
 
     @property
     def ok(self) -> bool:
@@ -44,11 +46,28 @@ class Verification:
 
 
 def _event(key: tuple):
-    if key[0] == "gaussian":
-        _, noise, rate, steps = key
-        return dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(rate, dp_event.GaussianDpEvent(noise)), steps)
-    _, epsilon, delta = key
-    return dp_event.EpsilonDeltaDpEvent(epsilon, delta)
+    """The DpEvent of a subsampled-Gaussian run ("gaussian", noise, rate, steps)."""
+    _, noise, rate, steps = key
+    return dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(rate, dp_event.GaussianDpEvent(noise)), steps)
+
+
+def _independent_composition(keys: list[tuple], delta: float) -> float:
+    """epsilon at `delta` of these mechanisms: Gaussian runs through dp-accounting's DpEvent path; any other
+    (epsilon, delta) release (pure-DP runs, a table's DP preprocessing) as the worst-case loss for its parameters,
+    since dp-accounting has no DpEvent for a generic (epsilon, delta) release."""
+    accountant = pld_privacy_accountant.PLDAccountant(value_discretization_interval=DISCRETISATION)
+    generic = []
+    for key in keys:
+        if key[0] == "gaussian":
+            accountant.compose(_event(key))
+        else:
+            generic.append(key)
+    loss = accountant._pld  # noqa: SLF001 - the accountant's composed PLD, to compose the generic releases onto
+    for _, epsilon, release_delta in generic:
+        loss = loss.compose(privacy_loss_distribution.from_privacy_parameters(
+            common.DifferentialPrivacyParameters(float(epsilon), float(release_delta)),
+            value_discretization_interval=DISCRETISATION))
+    return float(loss.get_epsilon_for_delta(delta))
 
 
 def independent_epsilon(key: tuple, delta: float) -> float:
@@ -57,8 +76,11 @@ def independent_epsilon(key: tuple, delta: float) -> float:
     return float(accountant.get_epsilon(delta))
 
 
-def verify_records(records: list[dict[str, Any]]) -> Verification:
+def verify_records(records: list[dict[str, Any]],
+                   extra_releases: Mapping[str, list[tuple[str, float, float]]] | None = None) -> Verification:
+    """`extra_releases`: per dataset, other DP releases on its rows (description, epsilon, delta), composed too."""
     result = Verification()
+    extra_releases = extra_releases or {}
     by_dataset: dict[str, list[dict]] = defaultdict(list)
     for record in records:
         if record.get("status") != "ok":
@@ -85,13 +107,12 @@ def verify_records(records: list[dict[str, Any]]) -> Verification:
         if not deltas:
             continue
         delta = max(deltas) or 1e-5
-        ours = compose_runs(runs, delta=delta).epsilon
-        accountant = pld_privacy_accountant.PLDAccountant(value_discretization_interval=DISCRETISATION)
-        for record in runs:
-            mechanism = run_mechanism(record)
-            if mechanism is not None:
-                accountant.compose(_event(mechanism[1]))
-        independent = float(accountant.get_epsilon(delta))
+        extra = list(extra_releases.get(dataset) or ())
+        ours = compose_runs(runs, delta=delta, extra_releases=extra).epsilon
+        keys = [run_mechanism(record)[1] for record in runs if run_mechanism(record) is not None]
+        independent = _independent_composition([*keys, *(("dp", e, d) for _, e, d in extra)], delta)
+        if extra:
+            result.preprocessing[dataset] = sum(epsilon for _, epsilon, _ in extra)
         result.compositions[dataset] = (ours, independent)
         if abs(ours - independent) > COMPOSITION_TOLERANCE * max(independent, 1e-9) and ours < independent:
             result.findings.append(Finding(f"dataset {dataset}", (

@@ -43,7 +43,7 @@ class DatasetInfo:
     numeric: dict[str, dict[str, Any]] = field(default_factory=dict)
     categorical: dict[str, list[str]] = field(default_factory=dict)
     silo_column: str | None = None
-    bounds_source: str = "public"  # "public" (domain knowledge) or "data" (computed from the rows)
+    bounds_source: str = "public"  # "public" (domain knowledge), "dp" (some DP-estimated) or "data" (some from the rows)
     numeric_bounds_from: str | None = None
     image: dict[str, Any] | None = None
     origin: str = "bundled"  # "bundled" (datasets/catalogue.yaml) or "uploaded" (under an uploads folder)
@@ -51,6 +51,12 @@ class DatasetInfo:
     data_derived_columns: tuple[str, ...] = ()  # uploads: columns whose bounds or categories were read from the rows
     fingerprint: str | None = None  # uploads: the prepared data's fingerprint when registered
     upload: dict[str, Any] | None = None  # uploads: filename, sha256, uploaded_at, warnings
+    dp_estimated_columns: tuple[str, ...] = ()  # uploads: columns whose bounds or category list are a DP estimate
+    # uploads: the DP release(s) that estimated those bounds, {epsilon, delta, mechanism, columns}; composed into
+    # every run on the table (engine.services.preprocessing_releases). `earlier_preprocessing`: those of the
+    # versions this upload replaced (the same name, maybe the same people): they compose too.
+    preprocessing_privacy: dict[str, Any] | None = None
+    earlier_preprocessing: tuple[dict[str, Any], ...] = ()
 
     @property
     def is_image(self) -> bool:
@@ -83,7 +89,7 @@ class DatasetInfo:
 def parse_entry(name: str, values: dict[str, Any], folder: Path | None = None) -> DatasetInfo:
     """One catalogue entry as a DatasetInfo; `folder` marks an uploaded dataset living there."""
     values = dict(values)
-    for key in ("identifier_columns", "data_derived_columns"):
+    for key in ("identifier_columns", "data_derived_columns", "dp_estimated_columns", "earlier_preprocessing"):
         values[key] = tuple(values.get(key) or ())
     if folder is not None:
         values.update(origin="uploaded", folder=str(folder))

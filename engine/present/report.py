@@ -18,7 +18,7 @@ from engine.config import RunConfig
 from engine.data import DatasetInfo
 from engine.present.audit import ReportAudit, report_section
 from engine.present.charts import cost_figure, frontier_figure
-from engine.present.sentences import decision_sentences
+from engine.present.sentences import decision_sentences, preprocessing_sentence
 from engine.present.static_charts import embed_figures
 
 
@@ -147,7 +147,7 @@ def _render_report(record, config: RunConfig, runs, summary, info, metric, confi
         f"<p>Training rows: {record.get('n_train')}; dataset fingerprint <code>{html.escape(str(record.get('dataset_fingerprint')))}"
         f"</code>; split: {html.escape(info.split.get('description', ''))}; licence: {html.escape(info.licence)}.</p>",
         f"<p>Provenance: {html.escape(info.provenance)}</p>",
-        f"<p>Preprocessing bounds: {'public domain knowledge (no privacy spent)' if not derived else 'computed from the data for ' + html.escape(', '.join(derived)) + ' — not covered by ε'}.</p>",
+        f"<p>Preprocessing bounds: {html.escape(preprocessing_sentence(info, derived))}.</p>",
         "<h2>Reproduce it</h2>", f"<pre>{html.escape(config_yaml)}</pre>",
         "<p class=note>The spec reproduces the configuration and its accounting exactly (the same noise multiplier, "
         "steps and ε); retrained, its metrics reproduce within seed noise, not bit for bit: the privacy noise is drawn "

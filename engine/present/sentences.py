@@ -79,6 +79,11 @@ def decision_sentences(s: DecisionSummary) -> dict[str, str]:
                   f"holds for releasing it is their composition: ε = **{c.epsilon:.3g}** at δ = {delta:.0e} "
                   f"({c.accountant}). To claim less, retrain this configuration once on fresh data, or run the search "
                   f"as a random search (Sweep: random search) and choose within it.{search_note}")
+    if s.preprocessing_epsilon:
+        search += (f" Both figures include the table's DP preprocessing (ε = {s.preprocessing_epsilon:.3g}, pure DP "
+                   f"for the bounds, δ > 0 only for category lists): the bounds and categories its uploader did not "
+                   f"declare were estimated from the rows with differential privacy, and every model trained on "
+                   f"the table depends on them.")
     if c.n_non_private:
         plural = c.n_non_private != 1
         search += (f" The {c.n_non_private} non-private baseline run{'s carry' if plural else ' carries'} no guarantee "
@@ -129,3 +134,18 @@ def missing_values_sentence(info) -> str:
                "0/1 input" if nullable else "no numeric column may be missing (a file with one is refused)")
     return (f"{numbers[0].upper()}{numbers[1:]}; a missing or undeclared category gets no one-hot column (all zeros). "
             "Numbers outside their bounds are clipped to them.")
+
+
+def preprocessing_sentence(info, derived) -> str:
+    """How a table's preprocessing bounds and category lists were set, for the report: public, a DP estimate whose
+    ε every composition includes (an upload's undeclared columns), or read from the rows (`derived`)."""
+    spent = getattr(info, "preprocessing_privacy", None) or {}
+    estimated = list(getattr(info, "dp_estimated_columns", ()) or ())
+    parts = []
+    if estimated and spent.get("epsilon"):
+        delta = f", δ = {spent['delta']:g}" if spent.get("delta") else ", pure DP"
+        parts.append(f"estimated with differential privacy for {', '.join(estimated)} (ε = {spent['epsilon']:g}{delta}, "
+                     "included in the composition above)")
+    if derived:
+        parts.append(f"computed from the data for {', '.join(derived)} — not covered by ε")
+    return "; ".join(parts) if parts else "public domain knowledge (no privacy spent)"

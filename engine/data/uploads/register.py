@@ -16,14 +16,15 @@ from engine.data.catalogue import DatasetInfo, bundled_dataset_names, parse_entr
 from engine.data.prepare import prepare_table
 from engine.data.uploads.inspect import CsvInspection, inspect_csv
 from engine.data.uploads.limits import NAME_PATTERN
-from engine.data.uploads.validate import UploadSpec, catalogue_entry, validate_upload
+from engine.data.uploads.validate import UploadSpec, catalogue_entry, declaration, validate_upload
 from engine.errors import DataError
 
 
 def _write_entry(folder: Path, name: str, entry: dict) -> None:
     with (folder / "catalogue.yaml").open("w", encoding="utf-8") as handle:
         handle.write("# Written by the Data page (engine/data/uploads/). Bounds and categories listed in\n"
-                     "# data_derived_columns were read from the rows: every run record repeats them.\n")
+                     "# data_derived_columns were read from the rows: every run record repeats them. Those in\n"
+                     "# dp_estimated_columns are a DP estimate whose preprocessing_privacy every composition adds.\n")
         yaml.safe_dump({name: entry}, handle, sort_keys=False, allow_unicode=True)
 
 
@@ -41,15 +42,25 @@ def register_upload(raw: bytes, inspection_or_filename: CsvInspection | str, spe
                   else inspect_csv(raw, str(inspection_or_filename)))
     if inspection.sha256 != hashlib.sha256(raw).hexdigest():
         raise DataError("The inspection passed to register_upload belongs to another file: inspect this file again.")
-    plan = validate_upload(inspection, spec)
     root = Path(uploads_dir)
+    folder = root / spec.name
+    old = _entry(folder, spec.name) if NAME_PATTERN.match(spec.name or "") else {}
+    if ((old.get("upload") or {}).get("sha256") == inspection.sha256 and old["upload"].get("declared") == declaration(spec)
+            and (expected_fingerprint is None or old.get("fingerprint") == expected_fingerprint)):
+        # The same file with the same declarations: the same upload. No second DP estimate (it would spend again).
+        return parse_entry(spec.name, old, folder)
+    plan = validate_upload(inspection, spec)
     created = _missing_folders(root)  # removed again if nothing is kept: a refused upload leaves no trace
     root.mkdir(parents=True, exist_ok=True)
-    folder = root / spec.name
     staging = root / f".{spec.name}.staging-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
         entry = catalogue_entry(inspection, plan, datetime.now(timezone.utc))
+        if replace and old:  # runs on the replaced version stay under this name: its DP preprocessing still counts
+            earlier = [*(old.get("earlier_preprocessing") or []), *([old["preprocessing_privacy"]]
+                                                                   if old.get("preprocessing_privacy") else [])]
+            if earlier:
+                entry["earlier_preprocessing"] = earlier
         plan.table.to_parquet(staging / "data.parquet", index=False)
         _write_entry(staging, spec.name, entry)
         # Prepare it once now, as a sweep would: fails here (not in the middle of a sweep) and gives the fingerprint.
@@ -60,9 +71,9 @@ def register_upload(raw: bytes, inspection_or_filename: CsvInspection | str, spe
                             f"fingerprint {expected_fingerprint}, found {entry['fingerprint']}. Use the CSV the runs "
                             "were trained on, or remove `fingerprint:` from the schema to register it as new data.")
         _write_entry(staging, spec.name, entry)
-        if (folder / "catalogue.yaml").exists():
-            old = (yaml.safe_load((folder / "catalogue.yaml").read_text(encoding="utf-8")) or {}).get(spec.name) or {}
-            if old.get("fingerprint") == entry["fingerprint"] and old.get("data_derived_columns") == entry["data_derived_columns"]:
+        if old:
+            if (old.get("fingerprint") == entry["fingerprint"] and old.get("data_derived_columns") == entry["data_derived_columns"]
+                    and old.get("preprocessing_privacy") == entry.get("preprocessing_privacy")):
                 shutil.rmtree(staging)
                 return parse_entry(spec.name, old, folder)
             if not replace:
@@ -83,6 +94,14 @@ def register_upload(raw: bytes, inspection_or_filename: CsvInspection | str, spe
             if made.exists() and not any(made.iterdir()):
                 made.rmdir()
     return parse_entry(spec.name, entry, folder)
+
+
+def _entry(folder: Path, name: str) -> dict:
+    """The catalogue entry stored in `folder` ({} if none)."""
+    path = folder / "catalogue.yaml"
+    if not path.exists():
+        return {}
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get(name) or {}
 
 
 def _missing_folders(path: Path) -> list[Path]:

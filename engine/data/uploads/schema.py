@@ -4,17 +4,24 @@ The same schema is written by hand (`frontier upload FILE.csv --schema schema.ya
 config.yaml (its `upload:` section) and offered for download on the Data page. It holds only what the user
 declares, never values read from the rows: the label and its positive class, the kept feature columns with
 their public bounds (numeric) or public category lists (text), the flagged columns the user keeps on purpose,
-and, in an export, the prepared table's fingerprint so that another CSV is refused rather than silently swept.
+what to do with the columns left undeclared, and, in an export, the prepared table's fingerprint so that another
+CSV is refused rather than silently swept, with the DP-estimated bounds and categories and the release that drew
+them (a DP release may be published: the other store rebuilds the same table and composes the same spend).
 
     name: loans                      # the dataset name (run ids include it)
     label: defaulted
     positive: "yes"                  # text; optional when the label has two values (the rarer one is the event)
     columns:                         # the kept features; every other column is dropped (never stored)
       age: {bounds: [18, 100]}       # public bounds: domain knowledge, not the rows' min/max
-      income: {}                     # kept; bounds read from the rows, recorded as data-derived
+      income: {}                     # kept, undeclared: see `undeclared`
       purpose: {categories: [car, home, other]}   # a public code list
     keep_identifiers: [branch_code]  # flagged as identifiers, kept on purpose
+    undeclared: dp                   # dp (default): DP estimates of undeclared bounds and category lists,
+                                     #   spending preprocessing_epsilon; data: read from the rows (data-derived)
+    preprocessing_epsilon: 0.1       # pure-DP epsilon in all for those estimates (default 0.1)
     fingerprint: 0123456789abcdef    # exports only: the prepared table this schema must reproduce
+    # exports only: `dp_bounds: [low, high]` / `dp_categories: [...]` on a column, and the release behind them:
+    # preprocessing_privacy: {epsilon: 0.1, delta: 0.0, mechanism: ...}
 """
 
 from __future__ import annotations
@@ -28,11 +35,13 @@ import yaml
 
 from engine.data.catalogue import DatasetInfo
 from engine.data.uploads.inspect import CsvInspection
-from engine.data.uploads.validate import UploadSpec, default_positive_class
+from engine.data.uploads.validate import UNDECLARED, UploadSpec, default_positive_class
 from engine.errors import DataError
 
-SCHEMA_KEYS = ("name", "label", "positive", "columns", "keep_identifiers", "fingerprint")
-COLUMN_KEYS = ("bounds", "categories")
+SCHEMA_KEYS = ("name", "label", "positive", "columns", "keep_identifiers", "undeclared", "preprocessing_epsilon",
+               "fingerprint", "preprocessing_privacy")
+COLUMN_KEYS = ("bounds", "categories", "dp_bounds", "dp_categories")
+PRIVACY_KEYS = ("epsilon", "delta", "mechanism", "columns", "epsilon_per_column", "category_threshold")
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,8 @@ class ColumnSchema:
 
     bounds: tuple[float, float] | None = None
     categories: tuple[str, ...] | None = None
+    dp_bounds: tuple[float, float] | None = None  # exports: an earlier DP estimate, carried (not public knowledge)
+    dp_categories: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,18 +63,23 @@ class UploadSchema:
     positive: str | None = None
     columns: Mapping[str, ColumnSchema] | None = None  # None: every column but the suspected identifiers
     keep_identifiers: tuple[str, ...] = ()
+    undeclared: str | None = None  # "dp" or "data"; None: dp
+    preprocessing_epsilon: float | None = None  # None: UploadSpec's default
     fingerprint: str | None = None  # the registered table's fingerprint (engine.data.prepare)
+    preprocessing_privacy: Mapping[str, Any] | None = None  # exports: the release behind dp_bounds / dp_categories
 
     def to_mapping(self) -> dict[str, Any]:
         """Plain values for YAML, in the documented order, leaving out what is not declared."""
         values: dict[str, Any] = {"name": self.name, "label": self.label, "positive": self.positive}
         if self.columns is not None:
-            values["columns"] = {column: ({"bounds": list(c.bounds)} if c.bounds is not None else {})
-                                 | ({"categories": list(c.categories)} if c.categories is not None else {})
+            values["columns"] = {column: {key: list(getattr(c, key)) for key in COLUMN_KEYS if getattr(c, key) is not None}
                                  for column, c in self.columns.items()}
         if self.keep_identifiers:
             values["keep_identifiers"] = list(self.keep_identifiers)
+        values["undeclared"] = self.undeclared
+        values["preprocessing_epsilon"] = self.preprocessing_epsilon
         values["fingerprint"] = self.fingerprint
+        values["preprocessing_privacy"] = dict(self.preprocessing_privacy) if self.preprocessing_privacy else None
         return {key: value for key, value in values.items() if value is not None}
 
 
@@ -87,9 +103,33 @@ def read_schema(values: Any, where: str = "the upload schema") -> UploadSchema:
     keep = values.get("keep_identifiers") or []
     if not isinstance(keep, list):
         raise DataError(f"{where}: keep_identifiers must be a list of column names, got {_kind(keep)}.")
+    undeclared = values.get("undeclared")
+    if undeclared is not None and undeclared not in UNDECLARED:
+        raise DataError(f"{where}: undeclared must be dp (DP estimates) or data (read from the rows), got {undeclared!r}.")
+    epsilon = values.get("preprocessing_epsilon")
+    if epsilon is not None and not (_number(epsilon) and epsilon > 0):
+        raise DataError(f"{where}: preprocessing_epsilon must be a positive number, got {epsilon!r}.")
+    privacy = values.get("preprocessing_privacy")
+    if privacy is not None:
+        if not isinstance(privacy, Mapping) or not _number(privacy.get("epsilon")) or not privacy["epsilon"] > 0:
+            raise DataError(f"{where}: preprocessing_privacy must be {{epsilon: E, delta: D, mechanism: ...}} as an "
+                            f"export writes it, got {_kind(privacy)}.")
+        unknown = sorted(str(key) for key in privacy if key not in PRIVACY_KEYS)
+        if unknown:
+            raise DataError(f"Unknown key(s) {', '.join(unknown)} in {where}: preprocessing_privacy.")
+        privacy = dict(privacy)
+    released = [c for c, spec in (columns or {}).items() if spec.dp_bounds is not None or spec.dp_categories is not None]
+    if released and privacy is None:
+        raise DataError(f"{where}: dp_bounds or dp_categories of {released[0]!r} come from an export, with the "
+                        "preprocessing_privacy that drew them: give it, or declare public bounds/categories instead.")
     return UploadSchema(label=text.get("label"), name=text.get("name"), positive=text.get("positive"),
                         columns=columns, keep_identifiers=tuple(_text(c, f"{where}: keep_identifiers") for c in keep),
-                        fingerprint=text.get("fingerprint"))
+                        undeclared=undeclared, preprocessing_epsilon=None if epsilon is None else float(epsilon),
+                        fingerprint=text.get("fingerprint"), preprocessing_privacy=privacy)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _column(spec: Any, where: str) -> ColumnSchema:
@@ -99,24 +139,35 @@ def _column(spec: Any, where: str) -> ColumnSchema:
     unknown = sorted(str(key) for key in spec if key not in COLUMN_KEYS)
     if unknown:
         raise DataError(f"Unknown key(s) {', '.join(unknown)} in {where}: a column takes bounds or categories.")
-    if "bounds" in spec and "categories" in spec:
-        raise DataError(f"{where} has both bounds and categories: bounds are for numbers, categories for text.")
-    bounds = spec.get("bounds")
-    if bounds is not None:
-        if (not isinstance(bounds, list) or len(bounds) != 2
-                or not all(isinstance(b, numbers.Real) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)):
-            raise DataError(f"{where}: bounds must be two finite numbers [low, high], got {bounds!r}.")
-        if not bounds[0] < bounds[1]:
-            raise DataError(f"{where}: bounds must have low < high, got {bounds!r}.")
-        bounds = (float(bounds[0]), float(bounds[1]))
-    categories = spec.get("categories")
-    if categories is not None:
-        if not isinstance(categories, list) or not categories:
-            raise DataError(f"{where}: categories must be a non-empty list of values, got {_kind(categories)}.")
-        categories = tuple(_text(c, f"{where}: categories") for c in categories)
-        if len(set(categories)) != len(categories):
-            raise DataError(f"{where}: categories lists a value twice.")
-    return ColumnSchema(bounds=bounds, categories=categories)
+    given = [key for key in COLUMN_KEYS if key in spec]
+    if len(given) > 1:
+        raise DataError(f"{where} has both {given[0]} and {given[1]}: give one (bounds are for numbers, categories "
+                        "for text).")
+    return ColumnSchema(bounds=_bounds(spec.get("bounds"), f"{where}: bounds"),
+                        categories=_categories(spec.get("categories"), f"{where}: categories"),
+                        dp_bounds=_bounds(spec.get("dp_bounds"), f"{where}: dp_bounds"),
+                        dp_categories=_categories(spec.get("dp_categories"), f"{where}: dp_categories", empty=True))
+
+
+def _bounds(bounds: Any, where: str) -> tuple[float, float] | None:
+    if bounds is None:
+        return None
+    if not isinstance(bounds, list) or len(bounds) != 2 or not all(_number(b) for b in bounds):
+        raise DataError(f"{where} must be two finite numbers [low, high], got {bounds!r}.")
+    if not bounds[0] < bounds[1]:
+        raise DataError(f"{where} must have low < high, got {bounds!r}.")
+    return float(bounds[0]), float(bounds[1])
+
+
+def _categories(categories: Any, where: str, empty: bool = False) -> tuple[str, ...] | None:
+    if categories is None:
+        return None
+    if not isinstance(categories, list) or not (categories or empty):
+        raise DataError(f"{where} must be a non-empty list of values, got {_kind(categories)}.")
+    categories = tuple(_text(c, where) for c in categories)
+    if len(set(categories)) != len(categories):
+        raise DataError(f"{where} lists a value twice.")
+    return categories
 
 
 def _text(value: Any, where: str) -> str:
@@ -163,29 +214,45 @@ def upload_spec(schema: UploadSchema, inspection: CsvInspection, name: str) -> U
         drop_columns=drops,
         numeric_bounds={c: spec.bounds for c, spec in columns.items() if spec.bounds is not None},
         declared_categories={c: spec.categories for c, spec in columns.items() if spec.categories is not None},
+        undeclared=schema.undeclared or "dp",
+        **({} if schema.preprocessing_epsilon is None else {"preprocessing_epsilon": schema.preprocessing_epsilon}),
+        released_bounds={c: spec.dp_bounds for c, spec in columns.items() if spec.dp_bounds is not None},
+        released_categories={c: spec.dp_categories for c, spec in columns.items() if spec.dp_categories is not None},
+        released_privacy=dict(schema.preprocessing_privacy) if schema.preprocessing_privacy else None,
     )
 
 
 def schema_of(info: DatasetInfo) -> UploadSchema:
-    """The schema that registers an uploaded dataset again from the same CSV: only its declared (public) bounds
-    and categories are written out; columns whose bounds or categories came from the rows are named, not valued."""
+    """The schema that registers an uploaded dataset again from the same CSV: its declared (public) bounds and
+    categories, and its DP-estimated ones with the release that drew them (a DP release may be published);
+    columns whose bounds or categories came from the rows are named, never valued."""
     if info.origin != "uploaded":
         raise DataError(f"{info.name!r} is a bundled dataset, not an upload: it has no upload schema.")
-    derived = set(info.data_derived_columns)
-    columns = {c: ColumnSchema(bounds=None if c in derived else tuple(float(b) for b in spec["bounds"]))
-               for c, spec in info.numeric.items()}
-    columns |= {c: ColumnSchema(categories=None if c in derived else tuple(map(str, values)))
-                for c, values in info.categorical.items()}
+    derived, estimated = set(info.data_derived_columns), set(info.dp_estimated_columns)
+    columns = {}
+    for c, spec in info.numeric.items():
+        bounds = tuple(float(b) for b in spec["bounds"])
+        columns[c] = (ColumnSchema() if c in derived else ColumnSchema(dp_bounds=bounds) if c in estimated
+                      else ColumnSchema(bounds=bounds))
+    for c, values in info.categorical.items():
+        values = tuple(map(str, values))
+        columns[c] = (ColumnSchema() if c in derived else ColumnSchema(dp_categories=values) if c in estimated
+                      else ColumnSchema(categories=values))
+    declared = (info.upload or {}).get("declared") or {}
     return UploadSchema(label=info.label["column"], name=info.name, positive=str(info.label["positive"]),
                         columns=columns, keep_identifiers=tuple((info.upload or {}).get("kept_identifiers") or ()),
-                        fingerprint=info.fingerprint)
+                        undeclared=declared.get("undeclared") or ("data" if derived - set(info.categorical) else None),
+                        preprocessing_epsilon=declared.get("preprocessing_epsilon") if estimated else None,
+                        fingerprint=info.fingerprint,
+                        preprocessing_privacy=dict(info.preprocessing_privacy) if estimated and info.preprocessing_privacy else None)
 
 
 def schema_yaml(schema: UploadSchema) -> str:
     """schema.yaml's text: what `frontier upload FILE.csv --schema schema.yaml` reads back."""
     return ("# Upload schema (Privacy Frontier): register the same CSV anywhere with\n"
             "#   frontier upload FILE.csv --schema schema.yaml\n"
-            "# Only declared values are listed: columns shown as {} have bounds or categories read from the rows.\n"
+            "# Only declared values are listed (and DP estimates, dp_bounds / dp_categories, with the release that\n"
+            "# drew them): columns shown as {} have bounds or categories read from the rows.\n"
             + yaml.safe_dump(schema.to_mapping(), sort_keys=False, allow_unicode=True))
 
 
