@@ -93,6 +93,9 @@ def test_the_data_page_never_shows_a_rare_value_nobody_typed(cohort_csv, isolate
     assert at.selectbox(key=f"data_label_{tag}").value == "readmitted"
     # Typed lists start empty, never read from the rows; the DP estimate is the default for what is left empty.
     assert at.text_input(key=f"data_categories_{tag}_ward").value == ""
+    editor = next(frame.value for frame in at.dataframe if "public low" in frame.value.columns)
+    assert editor["column"].tolist() == ["age", "income"] and editor[["public low", "public high"]].isna().all().all()
+    assert not {"smallest in file", "largest in file"} & set(editor.columns)  # nothing to copy from the rows
     assert at.radio(key=f"data_undeclared_{tag}").value == "dp"
     assert at.number_input(key=f"data_preprocessing_epsilon_{tag}").value == 0.1
     at.button(key=f"data_save_{tag}").click().run()
