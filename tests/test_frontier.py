@@ -45,3 +45,11 @@ def test_local_global_view_only_at_shared_epsilons():
     gap = table.pivot_table(index="target_epsilon", columns="trust_model", values="metric_mean")
     assert (gap["central"] - gap["local"]).round(6).tolist() == [0.1, 0.1]
     assert local_global_view(_runs(rows[:3]), "d", "accuracy").empty
+
+
+def test_epsilon_ticks_one_per_measured_budget_without_overlapping_labels():
+    from engine.present.charts import _epsilon_ticks
+
+    # Reported epsilons sit just under their targets (0.993 for 1): one tick each, the round value.
+    front = pd.DataFrame({"epsilon": [0.0993, 0.1, 0.993, 1.0, 3.978, 4.0, 7.95, 8.0, 0.5]})
+    assert _epsilon_ticks(front)[1] == [0.1, 0.5, 1.0, 4.0, 8.0]
