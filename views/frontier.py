@@ -43,8 +43,9 @@ else:
     audited = audit_overlay(figure, front, runs, dataset, metric)
     event = st.plotly_chart(figure, key="frontier_chart", width="stretch", on_select="rerun", selection_mode="points")
     st.caption(f"{n_ok} successful and {n_failed} failed run(s) on {dataset}. ε is the largest over a configuration's "
-               "seeds, as reported by the accountant named on the axis for the training actually done. Circled points "
-               f"are on the Pareto front (no other configuration has lower ε and higher {label}). Picking the best "
+               "seeds, as reported by the accountant named on the axis for the training actually done. Each line follows "
+               "one technique's best configuration at each ε; circled points are the Pareto front across all "
+               f"techniques (no configuration of any technique has lower ε and higher {label}). Picking the best "
                "configuration from these runs spends privacy too: the Decide page shows what the whole sweep cost. "
                "Select a point to see its runs.")
     selected_points = [point.get("customdata") for point in event.selection.get("points", []) if point.get("customdata")]
