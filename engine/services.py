@@ -55,8 +55,10 @@ def plan(spec: SweepSpec, workspace: Workspace) -> SweepPlan:
             store.close()
 
 
-def estimate(sweep_plan: SweepPlan, workspace: Workspace, *, workers: int = 1) -> SweepEstimate:
-    return estimate_plan(sweep_plan, workspace, workers=workers)
+def estimate(sweep_plan: SweepPlan, workspace: Workspace, *, workers: int = 1, device: str = "auto") -> SweepEstimate:
+    """How long the plan's missing runs take on `device`: from the store's runs like them, else measured on this
+    machine (a few real steps, kept in the workspace's timings file)."""
+    return estimate_plan(sweep_plan, workspace, workers=workers, device=device)
 
 
 def run(sweep_plan: SweepPlan, workspace: Workspace, *, workers: int = 1, device: str = "auto",

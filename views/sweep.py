@@ -53,7 +53,7 @@ if not form.errors:
         spec = services.read_spec(form.values)
         plan = planned(spec, str(current.store_path), services.runs_signature(current),
                        catalogue_signature(current.uploads_dir))
-        summary = services.estimate(plan, current, workers=form.workers)
+        summary = services.estimate(plan, current, workers=form.workers, device=form.device)
     except EngineError as exc:
         form.errors.append(exc.describe(form_label))
         plan = None

@@ -1,0 +1,73 @@
+"""First-sweep time estimates against the wall time of the sweep, on a fresh store: before (the old constant,
+DEFAULT_ROW_EPOCH_SECONDS x rows x epochs) and after (a few real steps measured on this machine, engine.jobs.probe).
+Each sweep is launched as the Sweep page does it (a detached worker, services.launch) and timed to its end.
+
+Command: .venv/bin/python benchmarks/bench_estimate.py [--sweeps german-credit,heart,adult:2]
+(dataset[:epochs]; default sizing where no epochs are given; baseline + dp-sgd at epsilon 1, seed 0, PRV)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from engine import services
+from engine.jobs import estimate as estimating
+from engine.runner.spec import spec_from_mapping
+from engine.workspace import Workspace
+
+
+def constant_estimate(plan, workspace: Workspace) -> float:
+    """The estimate as it was: nothing measured, the constant for every technique."""
+    measurement = estimating.measurement
+    estimating.measurement = lambda *args, **kwargs: None
+    try:
+        return services.estimate(plan, workspace, device="cpu").seconds
+    finally:
+        estimating.measurement = measurement
+
+
+def wall_time(plan, workspace: Workspace) -> float:
+    start = time.perf_counter()
+    job_id = services.launch(plan, workspace, device="cpu")
+    while (status := services.job_status(job_id, workspace)).running:
+        time.sleep(0.2)
+    if status.state != "finished" or status.failed:
+        raise RuntimeError(f"{job_id} ended {status.state}: {status.log_tail}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sweeps", default="german-credit,heart,adult:2")
+    args = parser.parse_args()
+    print(f"load before: {os.getloadavg()[0]:.2f}")
+    print("| sweep | batch × epochs (steps a run) | before: constant (ratio) | after: measured (ratio) | probe | actual |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as folder:
+        for sweep in args.sweeps.split(","):
+            dataset, _, epochs = sweep.partition(":")
+            workspace = Workspace.at(Path(folder) / sweep.replace(":", "-") / "results.sqlite")
+            workspace.folder.mkdir(parents=True)
+            spec = spec_from_mapping({"dataset": dataset, "techniques": ["baseline", "dp-sgd"], "epsilons": [1.0],
+                                      "seeds": [0], **({"epochs": int(epochs)} if epochs else {})})
+            plan = services.plan(spec, workspace)
+            before = constant_estimate(plan, workspace)
+            start = time.perf_counter()
+            after = services.estimate(plan, workspace, device="cpu")
+            probe = time.perf_counter() - start
+            actual = wall_time(plan, workspace)
+            config = plan.configs[0]
+            steps = estimating.steps_and_sample_rate(plan.n_train, config.batch_size, config.epochs)[0]
+            print(f"| {dataset}{' ' + epochs + ' epochs' if epochs else ''} | {config.batch_size} × {config.epochs} "
+                  f"({steps}) | {before:.1f} s ({before / actual:.2f}) | {after.seconds:.1f} s "
+                  f"({after.seconds / actual:.2f}) | {probe:.1f} s | {actual:.1f} s |", flush=True)
+            print(f"  basis: {after.basis}", flush=True)
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
