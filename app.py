@@ -14,7 +14,9 @@ import streamlit as st
 from engine.techniques.registry import PLUGINS_ENVIRONMENT_VARIABLE, load_plugins
 from ui.common import workspace
 
-st.set_page_config(page_title="Privacy Frontier", layout="wide")
+# An emoji favicon (drawn in the browser): a page's `:material/...:` icon as favicon is fetched from fonts.gstatic.com,
+# and the dashboard sends nothing anywhere (tests/test_browser_literal_text.py records every request).
+st.set_page_config(page_title="Privacy Frontier", page_icon="🔒", layout="wide")
 load_plugins(os.environ.get(PLUGINS_ENVIRONMENT_VARIABLE))  # the surfaces read the plugin list, once
 # Streamlit forgets a page's widget values when another page is shown; re-assigning them on every run keeps the
 # Sweep form (and Decide's constraints) as the user left them (Streamlit's documented way to keep widget state).

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.data.uploads.inspect import CsvInspection
+from ui.text import literals
 
 
 def public_bounds_editor(inspection: CsvInspection, kept: list[str], tag: str) -> dict[str, tuple[float, float]]:
@@ -37,6 +38,6 @@ def public_bounds_editor(inspection: CsvInspection, kept: list[str], tag: str) -
         elif any(given):
             partial.append(row["column"])
     if partial:
-        st.warning(f"Give both ends of the public range, or neither: {', '.join(partial)} (left undeclared for now).",
+        st.warning(f"Give both ends of the public range, or neither: {literals(partial)} (left undeclared for now).",
                    icon=":material/warning:")
     return bounds

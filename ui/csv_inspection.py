@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.data.uploads.inspect import CsvInspection, inspect_csv
+from ui.text import literal
 
 PREVIEW_ROWS = 20
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
@@ -18,10 +19,10 @@ def inspect_upload(raw: bytes, filename: str) -> CsvInspection:
 
 def render_inspection(inspection: CsvInspection, tag: str) -> None:
     frame = inspection.frame
-    st.markdown(f"**{inspection.filename}**: {inspection.n_rows:,} rows, {len(inspection.columns)} columns "
+    st.markdown(f"**{literal(inspection.filename)}**: {inspection.n_rows:,} rows, {len(inspection.columns)} columns "
                 f"({inspection.encoding}, {DELIMITERS.get(inspection.delimiter, inspection.delimiter)}-separated).")
     for warning in inspection.warnings:
-        st.warning(warning, icon=":material/warning:")
+        st.warning(literal(warning), icon=":material/warning:")
     st.caption(f"First {min(PREVIEW_ROWS, len(frame))} rows (shown to you only; not stored):")
     st.dataframe(inspection.preview(PREVIEW_ROWS), key=f"data_preview_{tag}", hide_index=True, width="stretch")
     flagged = {**inspection.suspected_identifiers, **inspection.too_many_categories}
@@ -36,4 +37,4 @@ def render_inspection(inspection: CsvInspection, tag: str) -> None:
         st.warning(
             f"{len(inspection.suspected_identifiers)} column(s) look like identifiers and are dropped by default "
             "(data minimisation: a model should not learn who a person is, and dropped columns are never saved):\n"
-            + "\n".join(f"- **{c}**: {why}" for c, why in inspection.suspected_identifiers.items()), icon=":material/badge:")
+            + "\n".join(f"- **{literal(c)}**: {literal(why)}" for c, why in inspection.suspected_identifiers.items()), icon=":material/badge:")

@@ -8,6 +8,7 @@ import streamlit as st
 
 from engine.data import load_dataset
 from engine.present.sentences import missing_values_sentence, model_inputs_sentence
+from ui.text import literal, literals
 
 
 @st.cache_data(show_spinner="Preparing the dataset…")
@@ -37,7 +38,7 @@ def dataset_card(name: str, uploads: Path, signature: tuple) -> dict:  # noqa: A
 def bounds_text(card: dict) -> str:
     derived, estimated = card["data_derived"], card.get("dp_estimated") or []
     spent = card.get("preprocessing") or {}
-    dp = (f"**DP-estimated** for {len(estimated)} column(s): {', '.join(estimated)}. Their bounds or value lists were "
+    dp = (f"**DP-estimated** for {len(estimated)} column(s): {literals(estimated)}. Their bounds or value lists were "
           f"estimated from the rows with differential privacy (ε = {spent.get('epsilon', 0):g}"
           f"{', δ = %g' % spent['delta'] if spent.get('delta') else ', pure DP'}); Decide and the report add this to "
           "every composition on this table." if estimated else "")
@@ -46,42 +47,43 @@ def bounds_text(card: dict) -> str:
                   "and ε covers the whole pipeline.")
         return dp + " The others are **public**." if dp else f"**public**: {public}"
     return ((dp + " " if dp else "") +
-            f"**data-derived** for {len(derived)} column(s): {', '.join(derived)}. Their bounds or category lists were "
+            f"**data-derived** for {len(derived)} column(s): {literals(derived)}. Their bounds or category lists were "
             "read from the rows; this leaks a little that ε does not cover, and every run record lists them "
             "(`data_derived_bounds`).")
 
 
 def render_card(card: dict) -> None:
     uploaded = card["origin"] == "uploaded"
-    st.markdown(f"#### {card['title']}" + (" · your upload" if uploaded else ""))
+    # Every catalogue value below may come from an upload (file name, column names, category values): literal text.
+    st.markdown(f"#### {literal(card['title'])}" + (" · your upload" if uploaded else ""))
     metrics = st.columns(4)
     metrics[0].metric("Training rows", f"{card['n_train']:,}")
     metrics[1].metric("Test rows", f"{card['n_test']:,}")
     if card["positive_rate"] is not None:
         metrics[2].metric("Positive rate", f"{card['positive_rate']:.1%}",
-                          help=f"Share of training-split rows with {card['label_text']}. A model that always answers "
+                          help=f"Share of training-split rows with {literal(card['label_text'])}. A model that always answers "
                                "the majority class scores max(rate, 1 − rate).")
     else:
         metrics[2].metric("Classes", card["n_classes"])
-    metrics[3].metric("Model inputs", f"{card['n_features']:,}", help=card["inputs_text"])
-    st.markdown(card["description"])
+    metrics[3].metric("Model inputs", f"{card['n_features']:,}", help=literal(card["inputs_text"]))
+    st.markdown(literal(card["description"]) if uploaded else card["description"])
     lines = [
-        f"- **Label:** `{card['label_text']}` · **task:** {card['task']}",
-        f"- **Split:** {card['split']}",
-        f"- **Sensitive columns:** {card['sensitive_list']}",
+        f"- **Label:** {literal(card['label_text'])} · **task:** {literal(card['task'])}",
+        f"- **Split:** {literal(card['split'])}",
+        f"- **Sensitive columns:** {literal(card['sensitive_list'])}",
         f"- **Preprocessing bounds:** {bounds_text(card)}",
-        f"- **Model inputs:** {card['inputs_text']}",
-        f"- **Missing values:** {card['missing_text']}",
-        f"- **Licence:** {card['licence']}",
-        f"- **Provenance:** {card['provenance']}",
+        f"- **Model inputs:** {literal(card['inputs_text'])}",
+        f"- **Missing values:** {literal(card['missing_text'])}",
+        f"- **Licence:** {literal(card['licence'])}",
+        f"- **Provenance:** {literal(card['provenance'])}",
     ]
     if card["identifiers"]:
         where = "removed before storing" if uploaded else "dropped before training"
-        lines.append(f"- **Direct identifiers {where}:** {', '.join(card['identifiers'])}")
+        lines.append(f"- **Direct identifiers {where}:** {literals(card['identifiers'])}")
     if card["silo_column"]:
-        lines.append(f"- **Natural silos:** column `{card['silo_column']}` ({len(card['silos'])} sites: "
-                     f"{', '.join(card['silos'])}), usable to simulate federated learning across them.")
+        lines.append(f"- **Natural silos:** column {literal(card['silo_column'])} ({len(card['silos'])} sites: "
+                     f"{literals(card['silos'])}), usable to simulate federated learning across them.")
     if uploaded:
-        lines.append(f"- **Kept at:** `{card['folder']}` (on this machine; never sent anywhere) · **fingerprint:** "
+        lines.append(f"- **Kept at:** {literal(card['folder'])} (on this machine; never sent anywhere) · **fingerprint:** "
                      f"`{card['fingerprint']}`")
     st.markdown("\n".join(lines))

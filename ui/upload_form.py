@@ -9,6 +9,7 @@ import streamlit as st
 from engine.data.uploads.inspect import CsvInspection
 from engine.data.uploads.validate import UploadSpec, slugify
 from ui.bounds_editor import public_bounds_editor
+from ui.text import literal
 
 LABEL_HINTS = {"label", "target", "outcome", "class", "y", "default", "defaulted", "churn", "fraud", "readmitted",
                "diagnosis", "died", "death", "approved", "response", "result"}
@@ -34,7 +35,7 @@ def upload_form(inspection: CsvInspection, tag: str, existing_uploads: list[str]
     positive = right.selectbox("Positive class (the event: default, readmission, fraud…)", classes,
                                format_func=lambda value: f"{value} ({counts[value]:,} rows)", key=f"data_positive_{tag}")
     if len(classes) > 2:
-        right.caption(f"{len(classes)} values: the model learns {positive!r} against all the others.")
+        right.caption(f"{len(classes)} values: the model learns {literal(repr(positive))} against all the others.")
     drops = st.multiselect("Columns to drop (never saved)", columns, key=f"data_drop_{tag}",
                            default=[c for c in inspection.suggested_drops if c != label and c in columns],
                            help="Pre-selected: columns that look like identifiers, and text columns with too many "
@@ -47,7 +48,7 @@ def upload_form(inspection: CsvInspection, tag: str, existing_uploads: list[str]
                          help="Lower-case letters, digits and hyphens; the name the Sweep page and the CLI use.").strip()
     replace = False
     if name in existing_uploads:
-        replace = st.checkbox(f"Replace my earlier upload named {name!r}", key=f"data_replace_{tag}",
+        replace = st.checkbox(f"Replace my earlier upload named {literal(repr(name))}", key=f"data_replace_{tag}",
                               help="Runs on the earlier data stay in the result store under their own fingerprint.")
     if not st.button("Save dataset", type="primary", key=f"data_save_{tag}"):
         return None
@@ -67,7 +68,7 @@ def public_categories_inputs(inspection: CsvInspection, kept: list[str], tag: st
                "holding another value encode as none of them, and that value is not stored.")
     declared = {}
     for column in text_columns:
-        typed = st.text_input(f"Values of {column}", value="", key=f"data_categories_{tag}_{column}",
+        typed = st.text_input(f"Values of {literal(column)}", value="", key=f"data_categories_{tag}_{column}",
                               placeholder="e.g. car, home, other")
         values = tuple(dict.fromkeys(v.strip() for v in typed.split(",") if v.strip()))
         if values:

@@ -18,6 +18,7 @@ from engine.errors import EngineError
 from ui.common import uploads_dir
 from ui.csv_inspection import inspect_upload, render_inspection
 from ui.dataset_card import dataset_card, render_card
+from ui.text import literal, literals
 from ui.upload_form import upload_form
 
 SELECTED = "selected_dataset"  # read by views/sweep.py
@@ -47,7 +48,7 @@ def render_dataset_choice(catalogue: pd.DataFrame, uploads: Path, signature: tup
     try:
         render_card(dataset_card(name, uploads, signature))
     except EngineError as exc:
-        st.error(f"Cannot prepare {name!r}: {exc}")
+        st.error(f"Cannot prepare {literal(repr(name))}: {literal(exc)}")
     st.page_link("views/sweep.py", label=f"Sweep {name}", icon=":material/play_circle:")
 
 
@@ -55,7 +56,7 @@ def render_upload(raw: bytes, filename: str, uploads: Path, existing_uploads: li
     try:
         inspection = inspect_upload(raw, filename)
     except EngineError as exc:
-        st.error(f"**{filename}** cannot be used: {exc}")
+        st.error(f"**{literal(filename)}** cannot be used: {literal(exc)}")
         return
     tag = inspection.sha256[:12]  # widgets per file: a new file starts from its own defaults
     render_inspection(inspection, tag)
@@ -65,7 +66,7 @@ def render_upload(raw: bytes, filename: str, uploads: Path, existing_uploads: li
         try:
             info = register_upload(raw, inspection, spec, uploads_dir=uploads, replace=replace)
         except EngineError as exc:
-            st.error(f"Not saved: {exc}")
+            st.error(f"Not saved: {literal(exc)}")
         else:
             st.session_state[SELECTED] = info.name
             st.session_state["data_select_pending"] = info.name
@@ -75,16 +76,17 @@ def render_upload(raw: bytes, filename: str, uploads: Path, existing_uploads: li
             st.rerun()
     saved = st.session_state.get("data_saved")
     if saved and saved["tag"] == tag:
-        st.success(f"Saved as **{saved['name']}** (fingerprint `{saved['fingerprint']}`), kept at `{saved['folder']}` "
+        st.success(f"Saved as **{literal(saved['name'])}** (fingerprint `{saved['fingerprint']}`), kept at "
+                   f"{literal(saved['folder'])} "
                    "under the store folder, on this machine; never sent anywhere. Identifier columns removed before "
-                   f"saving: {', '.join(saved['dropped']) or 'none'}.", icon=":material/check_circle:")
+                   f"saving: {literals(saved['dropped']) or 'none'}.", icon=":material/check_circle:")
         st.page_link("views/sweep.py", label=f"Sweep {saved['name']} now", icon=":material/play_circle:")
 
 
 def render_uploads(catalogue_rows: list[dict], uploads: Path) -> None:
     st.subheader("Your uploaded datasets")
     if not catalogue_rows:
-        st.caption(f"None yet. Saved uploads are kept in `{uploads}` and stay after a refresh.")
+        st.caption(f"None yet. Saved uploads are kept in {literal(uploads)} and stay after a refresh.")
         return
     st.dataframe(pd.DataFrame([{key: row[key] for key in ("name", "title", "rows", "label", "bounds", "provenance")}
                                for row in catalogue_rows]),
@@ -103,7 +105,7 @@ def render_uploads(catalogue_rows: list[dict], uploads: Path) -> None:
             try:
                 delete_upload(doomed, uploads_dir=uploads)
             except EngineError as exc:
-                st.error(str(exc))
+                st.error(literal(exc))
             else:
                 if st.session_state.get(SELECTED) == doomed:
                     st.session_state.pop(SELECTED)
@@ -122,7 +124,7 @@ st.subheader("Choose a dataset")
 try:
     catalogue = load_catalogue(uploads, signature)
 except EngineError as exc:
-    st.error(str(exc))
+    st.error(literal(exc))
     catalogue = None
 if catalogue is not None:
     render_dataset_choice(catalogue, uploads, signature)

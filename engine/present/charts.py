@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -68,8 +69,15 @@ def metric_range(values: np.ndarray, min_span: float = 0.05) -> list[float]:
     return [max(low - pad, 0.0), min(high + pad, 1.0)]
 
 
+def _plain(value) -> str:
+    """Text from the store (technique, model names) for plotly, which reads a few HTML tags in titles, legends and
+    hovers: escaped, so it shows as written and never makes a link or a tag."""
+    return html.escape(str(value))
+
+
 def _hover(row, technique: str, model: str, label: str, mean: str, std: str) -> str:
-    return (f"<b>{technique} · {model}</b><br>ε = {row.epsilon:.3f} ({epsilon_label(row.accountant, row.delta)})<br>"
+    return (f"<b>{_plain(technique)} · {_plain(model)}</b><br>"
+            f"ε = {row.epsilon:.3f} ({epsilon_label(row.accountant, row.delta)})<br>"
             f"{label} = {getattr(row, mean):.4f} ± {getattr(row, std):.4f}<br>"
             f"target ε = {_number(row.target_epsilon)} · clipping norm C = {_number(row.max_grad_norm)}<br>"
             f"seeds = {row.seeds} · epochs = {row.epochs} · batch = {row.batch_size} · lr = {_number(row.learning_rate)}")
@@ -82,7 +90,7 @@ def _add_baselines(figure: go.Figure, reference: pd.DataFrame, mean: str) -> Non
         figure.add_hline(y=value, line=line)
         # A shape has no legend entry: an empty trace names it in the legend instead of a label on the plot.
         figure.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=line, hoverinfo="skip",
-                                    name=f"non-private baseline ({row.model}): {value:.3f}"))
+                                    name=f"non-private baseline ({_plain(row.model)}): {value:.3f}"))
 
 
 def _epsilon_ticks(front: pd.DataFrame) -> tuple[list[float], list[float]]:
@@ -117,7 +125,7 @@ def frontier_figure(front: pd.DataFrame, reference: pd.DataFrame, metric: str = 
         color, dash = technique_color(technique), MODEL_DASHES[models.index(model) % len(MODEL_DASHES)]
         points = points.sort_values("epsilon")
         hover = [_hover(row, technique, model, label, mean, std) for row in points.itertuples(index=False)]
-        name = f"{technique} · {model}"
+        name = f"{_plain(technique)} · {_plain(model)}"
         # Several clipping norms per target epsilon would make a line zigzag: the band and line follow the best
         # configuration per epsilon, every configuration stays a marker.
         best = points.sort_values(mean, ascending=False).drop_duplicates("target_epsilon").sort_values("epsilon")
@@ -183,8 +191,8 @@ def cost_figure(points: pd.DataFrame, metric: str, cost: str) -> go.Figure:
                                                                                        color=NOTHING_COLOR)
         figure.add_trace(go.Scatter(
             x=group["cost_mean"], y=group["metric_mean"], mode="markers",
-            name=f"{technique} · {model}" if did_learn else technique, marker=marker, hoverinfo="text",
-            hovertext=[f"<b>{t} · {m_}</b>{'' if did_learn else ' (learned nothing)'}<br>{text} · C = {_number(c)}<br>"
+            name=f"{_plain(technique)} · {_plain(model)}" if did_learn else technique, marker=marker, hoverinfo="text",
+            hovertext=[f"<b>{_plain(t)} · {_plain(m_)}</b>{'' if did_learn else ' (learned nothing)'}<br>{text} · C = {_number(c)}<br>"
                        f"{metric} = {m:.4f}<br>{label} = {v:.3g} {unit}" for t, m_, text, c, m, v in
                        zip(group["technique"], group["model"], epsilon_text, group["max_grad_norm"],
                            group["metric_mean"], group["cost_mean"])]))
@@ -220,9 +228,9 @@ def local_global_figure(table: pd.DataFrame, metric: str) -> go.Figure:
         trust = TRUST_MODEL_LABELS.get(trust_model, trust_model)
         figure.add_trace(go.Bar(
             x=[format(e, "g") for e in group["target_epsilon"]], y=group["metric_mean"],
-            error_y=dict(type="data", array=group["metric_std"]), name=f"{technique} · {model} ({trust})",
+            error_y=dict(type="data", array=group["metric_std"]), name=f"{_plain(technique)} · {_plain(model)} ({trust})",
             marker=dict(color=technique_color(technique), pattern_shape="/" if trust_model == "local" else ""),
-            hovertemplate=f"{technique} · {model}, {trust}<br>target ε %{{x}}: %{{y:.4f}}<extra></extra>"))
+            hovertemplate=f"{_plain(technique)} · {_plain(model)}, {trust}<br>target ε %{{x}}: %{{y:.4f}}<extra></extra>"))
     values = (table["metric_mean"] - table["metric_std"]).to_numpy(float)
     low = max(0.0, float(np.nanmin(values)) - 0.05) if len(values) else 0.0
     figure.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=40, b=10),

@@ -18,7 +18,8 @@ from engine.data.catalogue import bundled_dataset_names
 from engine.data.prepare import split_rows
 from engine.data.uploads.dp_preprocessing import category_threshold, dp_preprocess
 from engine.data.uploads.inspect import CsvInspection, label_text
-from engine.data.uploads.limits import MAX_CATEGORIES, MIN_TRAIN_PER_CLASS, NAME_PATTERN, SPLIT_SEED, TEST_FRACTION
+from engine.data.uploads.limits import (MAX_ABS_VALUE, MAX_CATEGORIES, MIN_TRAIN_PER_CLASS, NAME_PATTERN, SPLIT_SEED,
+                                       TEST_FRACTION)
 from engine.errors import DataError
 
 
@@ -115,6 +116,9 @@ def validate_upload(inspection: CsvInspection, spec: UploadSpec) -> UploadPlan:
     if label in drops:
         raise DataError(f"The label column {label!r} is among the columns to drop: keep it, or choose another label.")
     features = [c for c in inspection.frame.columns if c != label and c not in drops]
+    unusable = [c for c in [*features, label] if c in inspection.unusable]
+    if unusable:
+        raise DataError(f"Column {unusable[0]!r} cannot be kept: {inspection.unusable[unusable[0]]}, or drop it.")
     if not features:
         raise DataError("Nothing is left to train on: every column except the label is dropped. Keep at least one feature.")
 
@@ -255,6 +259,9 @@ def _checked_bounds(given: Mapping | None, numeric_kept: list[str], what: str) -
             raise DataError(f"{what} for {column!r} must be two numbers (low, high), got {pair!r}.") from exc
         if not (np.isfinite(low) and np.isfinite(high) and low < high):
             raise DataError(f"{what} for {column!r} must be finite with low < high, got ({low:g}, {high:g}).")
+        if max(abs(low), abs(high)) > MAX_ABS_VALUE:
+            raise DataError(f"{what} for {column!r} must lie within ±{MAX_ABS_VALUE:.0e} (scaling beyond overflows), "
+                            f"got ({low:g}, {high:g}).")
         checked[column] = (low, high)
     return checked
 
