@@ -266,3 +266,17 @@ def test_fuzzed_uploads_are_refused_in_one_line_or_accepted_and_refusals_write_n
         stored = pd.read_parquet(Path(info.folder) / "data.parquet")
         assert set(stored.columns) <= set(inspection.frame.columns)
         assert not any(column in stored for column in inspection.unusable)
+
+
+# --- the Data page: a refusal is one message, never a traceback -----------------------------------------------
+@pytest.mark.parametrize("case", ["trimmed-collision", "duplicate-header", "nul-byte", "short-row"])
+def test_the_data_page_shows_a_refused_file_as_one_error(case):
+    from streamlit.testing.v1 import AppTest
+
+    raw = next(raw for name, raw, _ in REFUSED if name == case)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("views/data.py").run()
+    at.file_uploader(key="data_upload").set_value(("hostile.csv", raw, "text/csv")).run()
+    assert not at.exception, [exception.value for exception in at.exception]
+    assert [error.value for error in at.error if "hostile.csv** cannot be used" in error.value]
