@@ -146,7 +146,7 @@ def _sweep_command(config: Optional[Path], store: Optional[Path], workers: str, 
     def on_progress(event) -> None:
         from engine.present.labels import run_label
 
-        if event.kind in ("finished", "failed"):
+        if event.kind in ("finished", "failed", "elsewhere"):
             bar.update(1)
             if event.kind == "failed":
                 failures.append(f"{run_label(event.config)}: {event.error}")
@@ -163,7 +163,9 @@ def _sweep_command(config: Optional[Path], store: Optional[Path], workers: str, 
         if previous is not None and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
             signal.signal(signal.SIGTERM, previous)  # no SIGTERM came; after one, a second must not kill the report
     bar.close()
-    typer.echo(f"done: {report.trained} trained, {report.cached} cached, {report.failed} failed"
+    elsewhere = getattr(report, "elsewhere", 0)  # runs another sweep on this store trained meanwhile (run claims)
+    typer.echo(f"done: {report.trained} trained, {report.cached} cached, "
+               f"{f'{elsewhere} trained by another sweep, ' if elsewhere else ''}{report.failed} failed"
                f"{' (interrupted: rerun to finish)' if report.interrupted else ''}")
     if len(report.run_ids) <= 5:
         typer.echo(f"run ids: {', '.join(report.run_ids)}")

@@ -134,8 +134,8 @@ def status_of(job_dir: Path, meta: dict) -> JobStatus:
         planned |= kind == "planned"
         if run is None:
             continue
-        if kind == "cached" or (kind == "finished" and run.status != "cached"):
-            states[run.run_id] = RunState(run.run_id, run.label, "cached" if kind == "cached" else "ok",
+        if kind in ("cached", "elsewhere") or (kind == "finished" and run.status != "cached"):
+            states[run.run_id] = RunState(run.run_id, run.label, "ok" if kind == "finished" else "cached",
                                           epsilon=event.get("epsilon"), accuracy=event.get("accuracy"))
         elif kind == "failed":
             states[run.run_id] = RunState(run.run_id, run.label, "failed", error=event.get("error"))

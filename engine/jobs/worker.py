@@ -64,8 +64,9 @@ def run(job_dir: Path) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     events.write("ended", trained=report.trained, cached=report.cached, failed=report.failed,
-                 interrupted=report.interrupted)
-    print(f"done: {report.trained} trained, {report.cached} cached, {report.failed} failed"
+                 elsewhere=report.elsewhere, interrupted=report.interrupted)
+    print(f"done: {report.trained} trained, {report.cached} cached, {report.elsewhere} trained by another sweep, "
+          f"{report.failed} failed"
           f"{' (interrupted)' if report.interrupted else ''}")
     return EXIT_INTERRUPTED if report.interrupted else EXIT_FAILED_RUNS if report.failed else 0
 

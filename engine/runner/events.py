@@ -17,12 +17,13 @@ from typing import Any, Callable, Iterator
 from engine.config import RunConfig
 from engine.techniques.base import RunResult
 
-EVENT_KINDS = ("planned", "cached", "started", "progress", "finished", "failed", "ended")
+EVENT_KINDS = ("planned", "cached", "elsewhere", "started", "progress", "finished", "failed", "ended")
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """Sent to a sweep's progress callback. kind: cached | started | progress | finished | failed."""
+    """Sent to a sweep's progress callback. kind: cached | elsewhere (trained meanwhile by another sweep on the
+    same store) | started | progress | finished | failed."""
 
     kind: str
     run_id: str

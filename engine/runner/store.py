@@ -10,9 +10,12 @@ store, and opening an older store migrates it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -33,6 +36,35 @@ AUDIT_TABLES = (
     "PRIMARY KEY (audit_id, part))",
 )
 AUDIT_JSON = ("settings", "figures", "versions")
+MIN_FREE_BYTES = 5_000_000  # a sweep refuses to start with less room than this beside the store
+WRITE_CHECK_ID = "__write_check__"  # the row a write check inserts and rolls back
+
+
+def store_fault(path: Path, exc: BaseException, doing: str = "write to") -> str:
+    """One line saying what went wrong with the store at `path`, and how to fix it."""
+    text = str(exc)
+    lowered = text.lower()
+    if "readonly" in lowered or "read-only" in lowered:
+        return (f"The result store {path} is read-only ({text}): make the file and its folder writable (SQLite "
+                f"writes {path.name}-wal and {path.name}-shm beside it), or pass another store path.")
+    if "full" in lowered or "no space" in lowered:
+        return f"The disk holding the result store {path} is full ({text}): free some space, then rerun the sweep."
+    if "unable to open" in lowered or "permission" in lowered:
+        return (f"Cannot {doing} the result store {path} ({text}): its folder must be writable (SQLite writes "
+                f"{path.name}-wal and {path.name}-shm beside it), or pass another store path.")
+    if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        return f"{path} is damaged or not a result store ({text}): pass another store path."
+    return f"Cannot {doing} the result store {path} ({text}): check the file, or pass another store path."
+
+
+def unsaved_paths(path: Path) -> tuple[Path, Path]:
+    """Where runs that could not be written to the store at `path` are kept: beside it, else the temp folder."""
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    return path.with_name(path.name + ".unsaved.jsonl"), Path(tempfile.gettempdir()) / f"frontier-unsaved-{digest}.jsonl"
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)  # numpy scalars, else their text
 
 
 @dataclass(frozen=True)
@@ -98,7 +130,9 @@ class ResultStore:
             self._prepare([*CORE_COLUMNS, *columns])
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            raise StoreError(f"{self.path} is not a usable result store ({exc}): pass another store path.") from exc
+            damaged = not isinstance(exc, sqlite3.OperationalError) or "malformed" in str(exc)
+            raise StoreError(f"{self.path} is not a usable result store ({exc}): pass another store path." if damaged
+                             else store_fault(self.path, exc, "open")) from exc
 
     # --- schema -------------------------------------------------------------------------------------------
     def _prepare(self, columns: Sequence[Column]) -> None:
@@ -168,19 +202,89 @@ class ResultStore:
             with self._db:
                 self._db.execute(f"INSERT OR REPLACE INTO runs ({quoted}) VALUES ({', '.join('?' for _ in names)})",
                                  values)
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"Could not write run {record.get('run_id')} to {self.path} ({exc}): free disk space or "
-                             "make the store writable, then rerun the sweep (finished runs are kept).") from exc
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"Could not write run {record.get('run_id')} to {self.path} ({exc}): the store expects "
+                             "fields this engine does not fill (written by a newer or another engine?): upgrade the "
+                             "engine, or use another store.") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(store_fault(self.path, exc)) from exc
+
+    def check_writable(self) -> None:
+        """Before anything trains: the store can take a run record (a row written and rolled back), and its disk
+        has room. Raises StoreError naming the fault and its fix."""
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            free = None
+        if free is not None and free < MIN_FREE_BYTES:
+            raise StoreError(f"The disk holding the result store {self.path} has only {free / 1e6:.1f} MB free: free "
+                             "some space, then rerun the sweep.")
+        names = self.column_names()
+        probe = {"run_id": WRITE_CHECK_ID, "status": "probe", "dataset": "", "technique": ""}
+        quoted = ", ".join(f'"{name}"' for name in names)
+        try:
+            if self._db.in_transaction:
+                self._db.commit()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(f"INSERT OR REPLACE INTO runs ({quoted}) VALUES ({', '.join('?' for _ in names)})",
+                                 [probe.get(name) for name in names])
+            finally:
+                self._db.rollback()
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"{self.path} requires fields this engine does not fill ({exc}): it was written by a "
+                             "newer or another engine: upgrade the engine, or use another store.") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(store_fault(self.path, exc)) from exc
+
+    # --- runs that could not be written (a full disk): kept in a file, written at the next sweep -------------
+    def save_unsaved(self, records: list[dict[str, Any]]) -> Path | None:
+        """Append records the store refused to a JSON-lines file; returns it (None if nowhere would take them)."""
+        lines = "".join(json.dumps(record, default=_plain) + "\n" for record in records)
+        for candidate in unsaved_paths(self.path):
+            try:
+                with open(candidate, "a", encoding="utf-8") as kept:
+                    kept.write(lines)
+                    kept.flush()
+                    os.fsync(kept.fileno())
+                return candidate
+            except OSError:
+                continue
+        return None
+
+    def recover_unsaved(self) -> int:
+        """Write runs an earlier sweep could not store (never over a successful record); returns how many."""
+        written = 0
+        for candidate in unsaved_paths(self.path):
+            if not candidate.exists():
+                continue
+            try:
+                records = [json.loads(line) for line in candidate.read_text(encoding="utf-8").splitlines()
+                           if line.strip()]
+            except (OSError, ValueError):
+                continue  # left for a person to read: the error named it
+            known = set(self.column_names())
+            done = self.completed_ids(record.get("run_id") for record in records)
+            for record in records:
+                if record.get("run_id") in done and record.get("status") != "ok":
+                    continue
+                self.write({key: value for key, value in record.items() if key in known})
+                written += 1
+            candidate.unlink(missing_ok=True)
+        return written
 
     def completed_ids(self, run_ids: Iterable[str]) -> set[str]:
         """Which of these runs finished successfully (failed runs are tried again)."""
         wanted = list(run_ids)
         done: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            done.update(row[0] for row in self._db.execute(
-                f"SELECT run_id FROM runs WHERE status = 'ok' AND run_id IN ({marks})", chunk))
+        try:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                done.update(row[0] for row in self._db.execute(
+                    f"SELECT run_id FROM runs WHERE status = 'ok' AND run_id IN ({marks})", chunk))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(store_fault(self.path, exc, "read")) from exc
         return done
 
     def records(self, *, dataset: str | None = None, technique: str | None = None, status: str | None = None,
@@ -195,9 +299,13 @@ class ResultStore:
             clauses.append(f"run_id IN ({', '.join('?' for _ in ids) or 'NULL'})")
             params.extend(ids)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        cursor = self._db.execute(f"SELECT * FROM runs {where} ORDER BY created_at, run_id", params)
-        names = [description[0] for description in cursor.description]
-        return [self._decode(dict(zip(names, row))) for row in cursor]
+        try:
+            cursor = self._db.execute(f"SELECT * FROM runs {where} ORDER BY created_at, run_id", params)
+            names = [description[0] for description in cursor.description]
+            rows = cursor.fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(store_fault(self.path, exc, "read")) from exc
+        return [self._decode(dict(zip(names, row))) for row in rows]
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         found = self.records(run_ids=[run_id])
