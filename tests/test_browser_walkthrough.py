@@ -38,7 +38,10 @@ def dashboard(tmp_path):
 
 
 def _idle(page) -> None:
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    """The script run is over (Streamlit's own run state on stApp) and no status widget shows."""
+    page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState "
+                           "=== 'notRunning' && !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                           timeout=60_000)
 
 
 def test_walkthrough_choose_data_sweep_see_frontier_decide_and_export(dashboard, tmp_path):
@@ -73,6 +76,8 @@ def test_walkthrough_choose_data_sweep_see_frontier_decide_and_export(dashboard,
             chosen = page.locator(".st-key-sweep_dataset")
             assert "breast-cancer" in (chosen.inner_text() + " ".join(chosen.locator("input").evaluate_all(
                 "inputs => inputs.map(input => input.value)")))
+            page.locator(".st-key-sweep_more summary").click()  # the training axes live under "More settings"
+            _idle(page)
             for key, value in (("sweep_epsilons", "1, 4"), ("sweep_epochs", "2"), ("sweep_batch_size", "64")):
                 field = page.locator(f".st-key-{key} input")
                 field.fill(value)
