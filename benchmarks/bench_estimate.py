@@ -45,8 +45,9 @@ def main() -> None:
     parser.add_argument("--sweeps", default="german-credit,heart,adult:2")
     args = parser.parse_args()
     print(f"load before: {os.getloadavg()[0]:.2f}")
-    print("| sweep | batch × epochs (steps a run) | before: constant (ratio) | after: measured (ratio) | probe | actual |")
-    print("|---|---|---|---|---|---|")
+    print("| sweep | batch × epochs (steps a run) | before: constant (ratio) | after: measured (ratio) | probe "
+          "| actual | step loops: measured / actual |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for sweep in args.sweeps.split(","):
             dataset, _, epochs = sweep.partition(":")
@@ -62,9 +63,12 @@ def main() -> None:
             actual = wall_time(plan, workspace)
             config = plan.configs[0]
             steps = estimating.steps_and_sample_rate(plan.n_train, config.batch_size, config.epochs)[0]
+            loops = sum(steps * estimating.measurement(plan, run, workspace, "cpu").seconds for run in plan.configs)
+            trained = services.read_runs(workspace)["train_seconds"].sum()  # the step loops as the runs timed them
             print(f"| {dataset}{' ' + epochs + ' epochs' if epochs else ''} | {config.batch_size} × {config.epochs} "
                   f"({steps}) | {before:.1f} s ({before / actual:.2f}) | {after.seconds:.1f} s "
-                  f"({after.seconds / actual:.2f}) | {probe:.1f} s | {actual:.1f} s |", flush=True)
+                  f"({after.seconds / actual:.2f}) | {probe:.1f} s | {actual:.1f} s | {loops:.1f} s / {trained:.1f} s |",
+                  flush=True)
             print(f"  basis: {after.basis}", flush=True)
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
