@@ -22,6 +22,9 @@ DEVICES = ("auto", "cpu", "cuda")
 CLASS_WEIGHTINGS = ("none", "balanced")  # torch techniques' loss: plain, or weighted by public class shares
 # Reaches down to 0.05 so the curve shows where accuracy starts to fall even on forgiving data (Adult).
 DEFAULT_EPSILONS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+# Training settings that are grid axes but were single values before: a scalar still reads as one value, and a
+# one-value axis is written as that scalar (to_mapping), so old specs, exports and search ids are unchanged.
+TRAINING_AXES = ("epochs", "batch_size", "learning_rate")
 ACCOUNTANT_HELP = ("How epsilon is computed from the noise actually added. PRV (Opacus' default) is tight; RDP is "
                    "conservative (about 8-15% higher for the same noise). GDP is not offered: it underestimates "
                    "epsilon. The accountant is recorded next to every epsilon.")
@@ -29,7 +32,8 @@ ACCOUNTANT_HELP = ("How epsilon is computed from the noise actually added. PRV (
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A grid of runs: every technique x epsilon x clipping norm x seed it applies to, plus technique options."""
+    """A grid of runs: every technique x epsilon x clipping norm x learning rate x batch size x epochs x seed it
+    applies to, plus technique options."""
 
     dataset: str = setting("adult", help="A dataset of the catalogue (`frontier datasets`) or an upload.",
                            group="data")
@@ -46,14 +50,19 @@ class SweepSpec:
     seeds: tuple[int, ...] = setting((0,), minimum=0, axis="seed", example="0,1,2", group="grid",
                                      help="Replicates: model initialisation and simulated partitions (never the "
                                           "privacy noise). Several give an error bar for each point.")
-    epochs: int | None = setting(None, minimum=1, maximum=100_000, group="training",
-                                 help="Training epochs. Default: follows the table's size (at least 300 steps, 10 to "
-                                      "100 epochs; adult: 10).")
-    batch_size: int | None = setting(None, minimum=1, group="training",
-                                     help="Expected batch size (DP-SGD samples batches at random). Default: about "
-                                          "1/16 of the training rows, 32 to 512 (adult: 512).")
-    learning_rate: float = setting(5e-3, above=0, maximum=10.0, flag="lr", group="training",
-                                   help="Adam learning rate.")
+    # Training axes: one value or several (a scalar in YAML, `--lr 0.005`, is a one-value axis); every run takes one.
+    epochs: tuple[int, ...] | None = setting(None, minimum=1, maximum=100_000, axis="epochs", group="training",
+                                             example="10,20",
+                                             help="Training epochs (comma-separated for several). Default: follows the "
+                                                  "table's size and each batch size (at least 300 steps, 10 to 100 "
+                                                  "epochs; adult: 10).")
+    batch_size: tuple[int, ...] | None = setting(None, minimum=1, axis="batch_size", group="training", example="32,64",
+                                                 help="Expected batch size (DP-SGD samples batches at random); "
+                                                      "comma-separated for several. Default: about 1/16 of the "
+                                                      "training rows, 32 to 512 (adult: 512).")
+    learning_rate: tuple[float, ...] = setting((5e-3,), above=0, maximum=10.0, flag="lr", axis="learning_rate",
+                                               group="training", example="0.001,0.005",
+                                               help="Adam learning rate (comma-separated for several).")
     hidden_units: int = setting(64, minimum=1, maximum=65_536, flag="hidden", label="MLP hidden units",
                                 group="model", help="Width of the MLP's hidden layer.")
     delta: float = setting(1e-5, above=0, below=1, label="δ", example="1e-5", group="privacy", text_entry=True,
@@ -64,10 +73,12 @@ class SweepSpec:
                                           group="data", help="Train on a fixed subset of this many training rows.")
     random_trials: float | None = setting(None, minimum=1, maximum=10_000, label="Random search: mean trials",
                                           group="privacy", example="10",
-                                          help="Instead of every private configuration of the grid, train a random "
-                                               "number of trials (Poisson with this mean, drawn secretly), each a "
-                                               "configuration drawn from the grid: releasing only the best then costs "
-                                               "the tuning-aware epsilon (Papernot & Steinke 2022), far below the "
+                                          help="Instead of every private configuration of the grid, train at each "
+                                               "target epsilon its own random number of trials (Poisson with this "
+                                               "mean, drawn secretly), each a configuration drawn from that epsilon's "
+                                               "grid (learning rate, batch size, epochs, clipping norm, technique "
+                                               "options): releasing only the best at that epsilon then costs its "
+                                               "tuning-aware epsilon (Papernot & Steinke 2022), far below the "
                                                "composition of all of them.")
     class_weighting: str | None = setting(None, choices=CLASS_WEIGHTINGS, group="training",
                                           choice_labels=("None", "Balanced (by public class shares)"),
@@ -85,6 +96,13 @@ class SweepSpec:
     # Technique settings by name (each declared by a technique: Technique.settings), sorted (name, value) pairs.
     options: tuple[tuple[str, Any], ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        # A scalar (SweepSpec(epochs=18), an old spec's `learning_rate: 0.005`) is a one-value axis.
+        for name in TRAINING_AXES:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value) if isinstance(value, list) else (value,))
+
     def option(self, name: str, default: Any = None) -> Any:
         return dict(self.options).get(name, default)
 
@@ -98,7 +116,11 @@ class SweepSpec:
         """Plain types only, for YAML and JSON: shared settings, then the options, flat."""
         values = {declared.name: getattr(self, declared.name) for declared in declared_settings(SweepSpec)}
         values.update(self.options)
-        return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
+        mapping = {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
+        for name in TRAINING_AXES:  # one value is written as the scalar it always was (old exports, search ids)
+            if isinstance(mapping.get(name), list) and len(mapping[name]) == 1:
+                mapping[name] = mapping[name][0]
+        return mapping
 
     def replace(self, **changes: Any) -> "SweepSpec":
         return dataclasses.replace(self, **changes)

@@ -32,6 +32,7 @@ from engine.present.report import ExportBundle, build_export
 from engine.runner.events import ProgressCallback
 from engine.runner.execute import run_plan
 from engine.runner.plan import SweepPlan, expand, plan_sweep, prepared_data, spec_for_run
+from engine.runner.search import search_scopes
 from engine.runner.records import open_store
 from engine.runner.spec import spec_from_mapping
 from engine.runner.store import CORE_COLUMNS, ResultStore, store_signature
@@ -171,11 +172,16 @@ def preprocessing_releases(workspace: Workspace, dataset: str) -> list[tuple[str
 
 
 def searches(workspace: Workspace) -> dict[str, float]:
-    """Random searches in the store: id -> mean number of trials."""
+    """Random searches one can choose within: id -> mean number of trials (one per target epsilon of a draw)."""
     if not workspace.store_path.exists():
         return {}
     with ResultStore(workspace.store_path, create=False) as store:
-        return store.search_means()
+        return _search_scopes(store)
+
+
+def _search_scopes(store: ResultStore) -> dict[str, float]:
+    return search_scopes({identifier: (mean, store.get_search(identifier) or [])
+                          for identifier, mean in store.search_means().items()})
 
 
 def decide(workspace: Workspace, run_id: str, metric: str = "accuracy", scope: str | None = None) -> DecisionSummary:
@@ -186,7 +192,7 @@ def decide(workspace: Workspace, run_id: str, metric: str = "accuracy", scope: s
         record = store.get(run_id)
         dataset = record["dataset"] if record else None
         return summarise_decision(runs, store.records(dataset=dataset), run_id, metric, scope=scope,
-                                  search_means=store.search_means(),
+                                  search_means=_search_scopes(store),
                                   extra_releases=preprocessing_releases(workspace, dataset) if dataset else ())
 
 
@@ -237,7 +243,7 @@ def export(workspace: Workspace, run_id: str, metric: str | None = None,
         metric = metric or default_metric(workspace, [record["dataset"]])
         if summary is None and record.get("epsilon") is not None:
             summary = summarise_decision(runs, store.records(dataset=record["dataset"]), run_id, metric,
-                                         search_means=store.search_means(),
+                                         search_means=_search_scopes(store),
                                          extra_releases=preprocessing_releases(workspace, record["dataset"]))
     config = RunConfig.from_dict(record["config"])
     info = get_dataset_info(config.dataset, workspace.uploads_dir)

@@ -65,8 +65,12 @@ def test_text_is_parsed_by_the_declaration():
     assert settings["epsilons"].parse_text("0.5, 1,2") == (0.5, 1.0, 2.0)
     with pytest.raises(ConfigError, match="epsilons must be comma-separated numbers"):
         settings["epsilons"].parse_text("a,b")
-    with pytest.raises(ConfigError, match="epochs must be whole numbers"):
+    with pytest.raises(ConfigError, match="hidden_units must be whole numbers"):
+        settings["hidden_units"].parse_text("2.5")
+    with pytest.raises(ConfigError, match="epochs must be comma-separated whole numbers"):  # a training axis
         settings["epochs"].parse_text("2.5")
+    assert settings["epochs"].parse_text("20") == (20,) and settings["learning_rate"].parse_text("1e-3,0.01") == (
+        0.001, 0.01)
 
 
 def test_cache_key_covers_config_data_and_engine_version():

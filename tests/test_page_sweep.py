@@ -91,7 +91,7 @@ def test_form_builds_the_spec_that_is_launched(launched):
     at = _sweep_page(selected_dataset="breast-cancer")  # the Data page's choice is preselected
     assert at.selectbox(key="sweep_dataset").value == "breast-cancer"
     _fill(at, sweep_techniques=["dp-sgd"], sweep_model="logreg", sweep_epsilons="0.5, 2", sweep_clipping_norms="0.5,1",
-          sweep_seeds="0, 1, 2", sweep_epochs=3, sweep_batch_size=64, sweep_accountant="rdp", sweep_delta="1e-4",
+          sweep_seeds="0, 1, 2", sweep_epochs="3", sweep_batch_size="64", sweep_accountant="rdp", sweep_delta="1e-4",
           sweep_workers=2, sweep_device="cpu")
     assert _metrics(at)["Runs"] == "12"  # 2 epsilons x 2 clipping norms x 3 seeds
     at.text_input(key="sweep_epsilons").set_value("0.5, 3")  # an edit the click itself commits still counts
@@ -102,6 +102,23 @@ def test_form_builds_the_spec_that_is_launched(launched):
                              clipping_norms=(0.5, 1.0), seeds=(0, 1, 2), epochs=3, batch_size=64, accountant="rdp",
                              delta=1e-4)
     assert (workers, device) == (2, "cpu")
+
+
+def test_training_axes_and_the_per_epsilon_search_reach_the_spec(launched):
+    at = _sweep_page(selected_dataset="breast-cancer")
+    _fill(at, sweep_techniques=["baseline", "dp-sgd"], sweep_epsilons="1, 4", sweep_learning_rate="0.001, 0.01",
+          sweep_batch_size="32,64", sweep_epochs="2", sweep_accountant="rdp")
+    assert _metrics(at)["Runs"] == "12"  # (baseline + dp-sgd at 2 epsilons) x 2 learning rates x 2 batch sizes
+    _fill(at, sweep_random_trials=3.0)
+    assert not at.error
+    _fill(at, sweep_learning_rate="0.001, fast")
+    assert any("Learning rate must be comma-separated numbers" in error.value for error in at.error)
+    _fill(at, sweep_learning_rate="0.001, 0.01")
+    at.button(key="sweep_launch").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    [(spec, _, _)] = launched
+    assert spec.learning_rate == (0.001, 0.01) and spec.batch_size == (32, 64) and spec.epochs == (2,)
+    assert spec.random_trials == 3.0
 
 
 def test_federated_and_encrypted_settings_reach_the_spec(launched):
@@ -129,7 +146,7 @@ def test_summary_counts_runs_already_in_the_store(isolated_store):
     with ResultStore(isolated_store) as store:
         assert run_sweep(make_spec(techniques=("baseline",), **settings), store=store, device="cpu").trained == 1
     at = _sweep_page()
-    _fill(at, sweep_dataset="breast-cancer", sweep_epsilons="1, 4", sweep_epochs=2, sweep_batch_size=64,
+    _fill(at, sweep_dataset="breast-cancer", sweep_epsilons="1, 4", sweep_epochs="2", sweep_batch_size="64",
           sweep_accountant="rdp", sweep_seeds="0, 1")
     assert _metrics(at) | {"Rough time": ""} == {"Runs": "6", "Already in the store": "1", "To train": "5",
                                                 "Rough time": ""}
@@ -239,10 +256,10 @@ def test_finished_job_draws_its_frontier_from_the_store(isolated_store, fake_job
 
 def test_the_form_keeps_its_values_when_the_user_leaves_and_comes_back(launched):
     at = _sweep_page(selected_dataset="breast-cancer")
-    _fill(at, sweep_techniques=["dp-sgd"], sweep_epsilons="0.5, 3", sweep_epochs=3)
+    _fill(at, sweep_techniques=["dp-sgd"], sweep_epsilons="0.5, 3", sweep_epochs="3")
     at.switch_page("views/frontier.py").run()
     at.switch_page("views/sweep.py").run()
     assert not at.exception and not at.warning, [w.value for w in at.warning]
     assert at.text_input(key="sweep_epsilons").value == "0.5, 3"
-    assert at.number_input(key="sweep_epochs").value == 3
+    assert at.text_input(key="sweep_epochs").value == "3"
     assert at.multiselect(key="sweep_techniques").value == ["dp-sgd"]

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.analysis.decide import DecisionConstraints, DecisionSummary
-from engine.present.labels import METRIC_LABELS, epsilon_label
+from engine.present.labels import METRIC_LABELS, epsilon_label, search_label
 
 CHOSEN_KEY = "decide_run_id"
 
@@ -19,7 +19,7 @@ def constraints_form(dataset: str, metric: str, costs: list[str], costs_known: d
     scopes = [None, *sorted(searches)]
     scope = st.selectbox("Choose among", scopes, key="decide_scope",
                          format_func=lambda s: "every run on this dataset" if s is None else
-                         f"random search {s} ({searches[s]:g} trials expected)",
+                         search_label(s, searches[s]),
                          help="Choosing within one random search lets you claim its tuning-aware ε (Papernot & Steinke "
                               "2022); choosing among every run costs their composition.")
     with st.container(horizontal=True):

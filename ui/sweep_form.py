@@ -17,8 +17,11 @@ from engine.techniques.registry import get_technique_class, technique_names, tec
 from ui.settings_form import read_setting, setting_widget, settings_form
 
 # Shared settings in the order the form shows them; dataset and techniques get their own widgets.
-ROWS = (("epsilons", "clipping_norms", "seeds"), ("epochs", "batch_size", "learning_rate", "delta"))
-MORE = ("hidden_units", "train_subsample", "class_weighting", "positive_share")
+ROWS = (("epsilons", "clipping_norms", "seeds", "delta"),)
+# Under "More settings": the training axes (comma-separated, empty = sized from the table), the per-epsilon random
+# search over them, and the model and data settings.
+MORE = (("learning_rate", "batch_size", "epochs", "random_trials"),
+        ("hidden_units", "train_subsample", "class_weighting", "positive_share"))
 
 
 @dataclass
@@ -74,7 +77,8 @@ def sweep_form(uploads_dir) -> SweepForm:
     if device == "cuda" and not cuda_visible:
         errors.append("No CUDA GPU is visible: choose device auto or cpu.")
     with st.expander("More settings", key="sweep_more"):
-        _shared_row(MORE, errors, values)
+        for row in MORE:
+            _shared_row(row, errors, values)
     values.update(technique_section(techniques, errors))
     return SweepForm(values=values, workers=int(workers), device=device, errors=errors)
 

@@ -3,7 +3,7 @@
 Points are ranked on the validation rows; the test rows report only the chosen point. A point that learned
 nothing (engine.analysis.reference) is never a candidate. The figure that covers releasing the chosen model is
 the composition of every private run on the dataset (any subsample or version of it), or, when the choice is
-made within one random search (`scope`), that search's tuning-aware epsilon. The sentences that explain a
+made within one random search (`scope`, one target epsilon's search), that search's tuning-aware epsilon. The sentences that explain a
 decision live in engine.present.sentences; this module only computes.
 """
 
@@ -20,6 +20,7 @@ from engine.analysis.reference import selection_column, split_name, trivial_valu
 from engine.errors import ConfigError
 from engine.privacy.composition import Composition, compose_runs
 from engine.privacy.tuning import tuning_aware_epsilon
+from engine.runner.search import search_epsilon
 
 FALSE_POSITIVE_RATES = (0.001, 0.01, 0.05)  # where the membership-test bound is spelled out
 DEFAULT_COMPOSITION_DELTA = 1e-5  # for a search of pure-DP runs only (delta 0): the composition still needs one
@@ -132,6 +133,8 @@ class DecisionSummary:
     tuning_epsilon: float | None = None  # the scope's search: releasing its best trial only
     search_trials: float | None = None  # its mean number of trials
     scope: str | None = None
+    search_epsilon: float | None = None  # the target epsilon the scope's search was made at (None: an older search
+    # over every epsilon of its grid)
     preprocessing_epsilon: float = 0.0  # the table's DP preprocessing (an upload's DP bounds), in both figures
 
 
@@ -166,7 +169,13 @@ def summarise_decision(runs: pd.DataFrame, records: list[dict[str, Any]], run_id
     composition = compose_runs(same_data, delta=composition_delta, extra_releases=extra_releases)
     tuning = trials = None
     if scope is not None:
+        if run.get("search") != scope:
+            raise ConfigError(f"Run {run_id} is not a trial of the random search {scope}: its tuning-aware figure "
+                              "covers only a model chosen among that search's trials. Choose among every run, or "
+                              "pick one of the search's trials.")
         trials = (search_means or {}).get(scope)
+        # The search the model was chosen in: per target epsilon, its trials are all at the run's own epsilon, so
+        # the figure is that epsilon's search alone (engine.runner.search), never mixed with larger budgets.
         searched = [r for r in same_data if r.get("search") == scope]
         # The table's DP preprocessing shaped every trial: the chosen model's release composes with it (basic
         # composition: epsilons add, and its delta comes out of the search's).
@@ -192,5 +201,6 @@ def summarise_decision(runs: pd.DataFrame, records: list[dict[str, Any]], run_id
         baseline_mean=baseline, baseline_std=baseline_std,
         given_up_points=None if baseline is None else (baseline - float(test.mean())) * 100,
         composition=composition, tuning_epsilon=tuning, search_trials=trials, scope=scope,
+        search_epsilon=search_epsilon(scope) if scope is not None else None,
         preprocessing_epsilon=sum(float(e) for _, e, _ in extra_releases),
     )

@@ -46,6 +46,18 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def _keep_search(plan: SweepPlan, store: Path) -> None:
+    """A random search's draw, kept in the store before its worker starts (so a rerun of the spec resumes this very
+    draw): the worker finds in plan.json only the trials' configurations, and each trial names its per-epsilon
+    search, not the spec's (engine.runner.search)."""
+    from engine.runner.records import open_store
+
+    with open_store(store) as opened:
+        opened.check_writable()  # a read-only, full or foreign store fails here, before anything starts
+        opened.put_search(plan.search.search_id, plan.search.mean_trials,
+                          [config.to_dict() for config in plan.search.trials], now())
+
+
 def start_job(plan: SweepPlan, workspace: Workspace, *, workers: int = 1, device: str = "auto") -> str:
     """Run `plan` in a detached process; returns the job id. Raises ConfigError or JobRunningError first."""
     if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
@@ -64,6 +76,8 @@ def start_job(plan: SweepPlan, workspace: Workspace, *, workers: int = 1, device
         if store.exists():
             with ResultStore(store, create=False) as opened:
                 cached = sorted(opened.completed_ids(plan.run_ids))
+        if plan.search is not None:
+            _keep_search(plan, store)
         job_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
         job_dir = folder / job_id
         job_dir.mkdir()

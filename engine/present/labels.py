@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine.config import RunConfig
+from engine.runner.search import EPSILON_MARK
 from engine.techniques.metrics import BALANCED_RANGE
 
 ACCOUNTANT_NAMES = {"prv": "PRV", "rdp": "RDP", "pure": "pure DP"}
@@ -31,6 +32,14 @@ def epsilon_label(accountant: str | None, delta: float | None) -> str:
     if accountant == "pure" or not delta:
         return "pure DP, δ = 0"  # beside an ε already: "ε (pure DP, δ = 0)", never "ε (pure ε ...)"
     return f"{ACCOUNTANT_NAMES.get(accountant, accountant)} accountant, δ = {delta:.0e}"
+
+
+def search_label(search: str, mean_trials: float) -> str:
+    """'random search 3fa2c1d9e0b1 at ε = 1 (6 trials expected)': one target epsilon's search; a search kept before
+    searches were per epsilon spans its grid's epsilons."""
+    base, _, epsilon = search.partition(EPSILON_MARK)
+    at = f" at ε = {float(epsilon):g}" if epsilon else " over every ε of its grid"
+    return f"random search {base}{at} ({mean_trials:g} trials expected)"
 
 
 def run_label(config: RunConfig) -> str:

@@ -25,7 +25,8 @@ def decision_sentences(s: DecisionSummary) -> dict[str, str]:
     delta = c.delta
     bounds = "; ".join(f"at a false-positive rate of {_percent(fpr)}, at most {_percent(tpr)} true positives"
                        for fpr, tpr in s.membership_bounds.items())
-    covering = (f"the tuning-aware figure of the random search it was chosen from ({s.search_trials:g} trials "
+    at = f" at target ε = {s.search_epsilon:g}" if s.search_epsilon is not None else ""
+    covering = (f"the tuning-aware figure of the random search{at} it was chosen from ({s.search_trials:g} trials "
                 f"expected)" if s.headline_basis == "random search" else
                 f"the composition of every private run trained on these rows ({c.n_private})")
     budget = (
@@ -68,8 +69,9 @@ def decision_sentences(s: DecisionSummary) -> dict[str, str]:
     else:
         search_note = ""
     if s.headline_basis == "random search":
-        search = (f"**What the search itself spent.** {single} It was the best of a random search: releasing only it "
-                  f"costs ε = **{s.tuning_epsilon:.3g}** (Papernot & Steinke 2022, RDP, at δ = {delta:.0e}), provided "
+        search = (f"**What the search itself spent.** {single} It was the best of a random search{at}: releasing "
+                  f"only it costs ε = **{s.tuning_epsilon:.3g}** (Papernot & Steinke 2022, RDP, at δ = {delta:.0e}"
+                  f"{', from the trials at that ε only' if at else ''}), provided "
                   f"the other trials — and how many there were — stay private. Releasing anything more (other "
                   f"trials, this table of candidates) costs the composition of every private run on these rows: "
                   f"ε = {c.epsilon:.3g} ({c.n_private} runs, {c.accountant}).")

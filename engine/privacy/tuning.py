@@ -3,9 +3,10 @@
 
 When the number of trials K is drawn at random (Poisson with mean mu) and every trial is a DP mechanism,
 releasing only the best trial costs far less than composing all of them. Each trial here trains a configuration
-drawn uniformly from the grid: a mixture of the grid's mechanisms, whose Renyi divergence at each order is at
-most the largest of theirs (joint convexity), so the trial's RDP curve is the pointwise maximum of the grid's
-curves. dp-accounting's repeat-and-select transform turns it into the search's RDP, and its RDP-to-(eps, delta)
+drawn uniformly from its target epsilon's grid (engine.runner.search makes one search per target epsilon): a
+mixture of those mechanisms, whose Renyi divergence at each order is at most the largest of theirs (joint
+convexity), so the trial's RDP curve is the pointwise maximum of their curves. The caller passes the records of
+one search (one target epsilon's trials; engine.analysis.decide), so a figure never mixes in larger budgets. dp-accounting's repeat-and-select transform turns it into the search's RDP, and its RDP-to-(eps, delta)
 conversion gives the figure. A run's curve: the Poisson-subsampled Gaussian repeated `steps` times (dp-accounting
 RDP), or, for a pure epsilon-DP release, min(epsilon, alpha epsilon^2 / 2) (pure DP implies (epsilon^2 / 2)-zCDP,
 Bun & Steinke 2016, and D_alpha <= D_inf = epsilon).

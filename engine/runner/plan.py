@@ -15,7 +15,7 @@ from engine.config import RunConfig, SweepSpec
 from engine.data import DatasetInfo, PreparedDataset, get_dataset_info, load_dataset
 from engine.errors import ConfigError
 from engine.runner.search import SearchDraw, draw_search, search_id
-from engine.runner.sizing import sized
+from engine.runner.sizing import training_grid
 from engine.runner.spec import technique_options
 from engine.techniques.base import PURE_DP_ACCOUNTANT
 from engine.techniques.class_weights import weighting_fields
@@ -43,18 +43,16 @@ def default_model(info: DatasetInfo) -> str:
 
 
 def expand(spec: SweepSpec, info: DatasetInfo, n_train: int | None = None) -> list[RunConfig]:
-    """Every run of the grid, each technique over only the axes it has. `n_train`: the rows the runs train on,
-    which sizes an unset batch size and number of epochs (engine.runner.sizing)."""
+    """Every run of the grid, each technique over only the axes it has (the training axes -- learning rate, batch
+    size, epochs -- every technique has). `n_train`: the rows the runs train on, which sizes an unset batch size and
+    number of epochs, per run (engine.runner.sizing)."""
     spec.validate()
-    if spec.batch_size is None or spec.epochs is None:
-        if n_train is None:
-            raise ValueError("expand() needs n_train when the spec leaves batch size or epochs to the table's size.")
-        spec = sized(spec, n_train)
+    training = training_grid(spec, n_train)  # (learning rate, batch size, epochs) of each run, sized where unset
     model = spec.model or default_model(info)
-    shared = dict(dataset=spec.dataset, model=model, epochs=spec.epochs, batch_size=spec.batch_size,
-                  learning_rate=spec.learning_rate, hidden_units=spec.hidden_units,
+    shared = dict(dataset=spec.dataset, model=model, hidden_units=spec.hidden_units,
                   train_subsample=spec.train_subsample)
-    shared_fields = set(shared) | {"seed", "target_epsilon", "max_grad_norm", "delta", "accountant"}
+    shared_fields = set(shared) | {"seed", "target_epsilon", "max_grad_norm", "delta", "accountant", "epochs",
+                                   "batch_size", "learning_rate"}
     weighting = weighting_fields(spec, info)  # {} when unweighted: the fields stay None, old cache keys kept
     if weighting and not any(get_technique_class(name).weighs_classes for name in spec.techniques):
         raise ConfigError(f"{{class_weighting}} applies to torch techniques only (baseline, dp-sgd, the federated "
@@ -69,18 +67,23 @@ def expand(spec: SweepSpec, info: DatasetInfo, n_train: int | None = None) -> li
         epsilons = spec.epsilons if uses_epsilon else (None,)
         norms = spec.clipping_norms if uses_clipping else (None,)
         pure = uses_epsilon and technique.pure_dp  # pure epsilon-DP: delta 0, no Opacus accountant
-        for resolved, epsilon, norm, seed in itertools.product(technique.resolve(spec, settings, info), epsilons,
-                                                               norms, spec.seeds):
-            overrides = {key: value for key, value in resolved.items() if key in shared_fields}
-            params = tuple(sorted((key, value) for key, value in resolved.items()
-                                  if key not in shared_fields and value is not None))
-            configs.append(RunConfig(
-                technique=name, seed=seed, target_epsilon=epsilon, max_grad_norm=norm,
-                delta=(0.0 if pure else spec.delta) if uses_epsilon else None,
-                accountant=(PURE_DP_ACCOUNTANT if pure else spec.accountant) if uses_epsilon else None,
-                **{**shared, "model": technique_model, **overrides}, params=params,
-                **(weighting if technique.weighs_classes else {}),  # class weighting: torch techniques only
-            ))
+        for learning_rate, batch_size, epochs in training:
+            # The technique resolves its settings against this one training combination (federated: rounds
+            # default to its epochs).
+            one = spec.replace(learning_rate=(learning_rate,), batch_size=(batch_size,), epochs=(epochs,))
+            trained = dict(learning_rate=learning_rate, batch_size=batch_size, epochs=epochs)
+            for resolved, epsilon, norm, seed in itertools.product(technique.resolve(one, settings, info), epsilons,
+                                                                   norms, spec.seeds):
+                overrides = {key: value for key, value in resolved.items() if key in shared_fields}
+                params = tuple(sorted((key, value) for key, value in resolved.items()
+                                      if key not in shared_fields and value is not None))
+                configs.append(RunConfig(
+                    technique=name, seed=seed, target_epsilon=epsilon, max_grad_norm=norm,
+                    delta=(0.0 if pure else spec.delta) if uses_epsilon else None,
+                    accountant=(PURE_DP_ACCOUNTANT if pure else spec.accountant) if uses_epsilon else None,
+                    **{**shared, **trained, "model": technique_model, **overrides}, params=params,
+                    **(weighting if technique.weighs_classes else {}),  # class weighting: torch techniques only
+                ))
     return configs
 
 

@@ -30,8 +30,16 @@ def default_epochs(n_train: int, batch_size: int) -> int:
     return int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch))))
 
 
-def sized(spec: SweepSpec, n_train: int) -> SweepSpec:
-    """`spec` with an unset batch size and number of epochs filled in for a table of `n_train` training rows."""
-    batch_size = spec.batch_size if spec.batch_size is not None else default_batch_size(n_train)
-    epochs = spec.epochs if spec.epochs is not None else default_epochs(n_train, batch_size)
-    return spec.replace(batch_size=batch_size, epochs=epochs)
+def training_grid(spec: SweepSpec, n_train: int | None) -> list[tuple[float, int, int]]:
+    """(learning rate, batch size, epochs) of every run of `spec`'s training axes, in order, on a table of
+    `n_train` training rows: an unset batch size is sized from the table, an unset number of epochs from the table
+    and each batch size."""
+    if (spec.batch_size is None or spec.epochs is None) and n_train is None:
+        raise ValueError("The training grid needs n_train when the spec leaves batch size or epochs to the table's size.")
+    batch_sizes = spec.batch_size if spec.batch_size is not None else (default_batch_size(n_train),)
+    grid = []
+    for learning_rate in spec.learning_rate:
+        for batch_size in batch_sizes:
+            epochs = spec.epochs if spec.epochs is not None else (default_epochs(n_train, batch_size),)
+            grid.extend((learning_rate, batch_size, value) for value in epochs)
+    return grid

@@ -125,7 +125,8 @@ def client_names(info: DatasetInfo, partition: dict[str, Any]) -> list[str]:
 def resolve_rounds(spec: SweepSpec, settings: FederatedSettings, info: DatasetInfo) -> dict[str, Any]:
     """Every setting of a federated run, defaults filled in (mu stays only where it is declared: fedprox)."""
     partition = resolve_partition(spec, settings, info)
-    rounds = settings.rounds or spec.epochs  # default: as many rounds as the sweep's epochs
+    (epochs,) = spec.epochs  # one training combination of the sweep's grid (engine.runner.plan.expand)
+    rounds = settings.rounds or epochs  # default: as many rounds as that combination's epochs
     per_round = settings.clients_per_round or partition["n_clients"]
     if per_round > partition["n_clients"]:
         raise ConfigError(f"{{clients_per_round}} {per_round} exceeds the {partition['n_clients']} clients: lower it.",
