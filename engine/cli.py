@@ -18,6 +18,7 @@ from typing import Optional
 
 import pandas as pd
 import typer
+from typer.core import TyperGroup
 import yaml
 
 from engine.config import DEVICES
@@ -95,9 +96,11 @@ def _read_yaml(path: Path) -> tuple[dict, dict | None]:
     if not path.exists():
         raise ConfigError(f"Config file {path} does not exist.")
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if loaded is None:  # never the default sweep in place of a file that says nothing
+        raise ConfigError(f"{path} is empty: write the sweep's settings in it (dataset: adult, ...).")
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path} must hold a mapping of sweep settings (dataset: adult, ...).")
     loaded = dict(loaded)
@@ -209,9 +212,29 @@ def _make_sweep():
     return sweep
 
 
+class _OneLineErrors(TyperGroup):
+    """Click's own usage errors (an unknown option, a missing value, `--seed -1` read as an option) as one
+    `error:` line with exit 2, like every other refusal, instead of a usage box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            typer.echo("error: interrupted.", err=True)
+            sys.exit(1)
+        except typer.TyperException as exc:  # Click's usage errors (Typer vendors Click: its public base class)
+            context = getattr(exc, "ctx", None)
+            command = f" {context.command.name}" if context is not None and context.command is not self else ""
+            typer.echo(f"error: {exc.format_message()} (see `frontier{command} --help`)", err=True)
+            sys.exit(getattr(exc, "exit_code", 2))
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 def build_app() -> typer.Typer:
     """The command, with options for every registered technique's settings (load plugins first)."""
-    app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                       help="Measure what privacy costs on your data: sweep, cache, and read privacy-utility frontiers.")
     app.command("sweep")(_make_sweep())
     app.command("datasets")(datasets)
@@ -414,6 +437,15 @@ def _audit_runs(workspace: Workspace, run_ids, device: str, quiet: bool, setting
     from engine.audit.settings import AuditSettings
     from engine.present.audit import READS_PRIVATE_DATA, figures_lines
 
+    if len(run_ids) == 1:  # a wrong store or run id is one line, before any note or progress bar
+        try:
+            known = set(services.read_runs(workspace)["run_id"]) if workspace.store_path.exists() else None
+        except EngineError as exc:
+            _fail(exc)
+        if known is None:
+            _fail(f"No result store at {workspace.store_path}: run `frontier sweep` first or pass another store path.")
+        if run_ids[0] not in known:
+            _fail(f"No run {run_ids[0]!r} in {workspace.store_path}: list runs with `frontier results`.")
     typer.echo(f"note: {READS_PRIVATE_DATA}")
     breach = False
     for run_id in run_ids:

@@ -72,9 +72,11 @@ class Setting:
         """A value typed on the command line or in a text box: comma-separated for `many` settings."""
         text = text.strip()
         if self.many:
-            parts = [part.strip() for part in text.split(",") if part.strip()]
-            if not parts:
+            parts = [part.strip() for part in text.split(",")]
+            if not any(parts):
                 raise self.error(f"{{{self.name}}} is empty: give comma-separated values{self._hint()}.")
+            if not all(parts):  # "1,,2" or "1,": a value was lost between commas, never silently dropped
+                raise self.error(f"{{{self.name}}} has an empty value between commas in {text!r}{self._hint()}.")
             return self.parse([self._from_text(part) for part in parts])
         return self.parse(self._from_text(text))
 
