@@ -124,3 +124,30 @@ def test_a_bad_upload_is_one_line_and_writes_nothing(args, message, isolated_sto
     result = runner.invoke(app, ["upload", *[str(table) if part == "FILE" else part for part in args]])
     _one_error_line(result, message)
     assert not isolated_store.parent.exists()
+
+
+# --- a fuzz over sweep specs: any mapping of known and unknown keys to any plain values is a SweepSpec or one
+# ConfigError line; an accepted spec round-trips through its own mapping -----------------------------------------
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from engine.errors import ConfigError  # noqa: E402
+from engine.runner.spec import all_settings, spec_from_mapping  # noqa: E402
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                     st.text(max_size=12), st.sampled_from(["adult", "heart", "dp-sgd", "fedavg", "iid", "prv", "1e-5",
+                                                            "true", "no", "0,1", ""]))
+_VALUES = st.one_of(_SCALARS, st.lists(_SCALARS, max_size=4), st.dictionaries(st.text(max_size=4), _SCALARS, max_size=2))
+_KEYS = st.one_of(st.sampled_from(sorted(all_settings())), st.text(max_size=10))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_KEYS, _VALUES, max_size=6))
+def test_fuzzed_sweep_specs_are_a_spec_or_one_config_error(values):
+    try:
+        spec = spec_from_mapping(values)
+    except ConfigError as exc:
+        message = exc.describe(lambda name: f"--{name}")
+        assert message and "\n" not in message and "Traceback" not in message
+        return
+    spec.validate()
+    assert spec_from_mapping(spec.to_mapping()) == spec  # what is accepted is written back as read

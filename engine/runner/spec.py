@@ -30,8 +30,8 @@ def spec_from_mapping(values: Mapping[str, Any]) -> SweepSpec:
         raise ConfigError("A sweep spec is a mapping of settings (dataset: adult, techniques: [dp-sgd], ...).")
     known = all_settings()
     unknown = sorted(str(name) for name in values if name not in known)
-    if unknown:
-        raise ConfigError(f"Unknown sweep setting(s) {', '.join(unknown)}: known settings are "
+    if unknown:  # quoted (repr): a key is user text and may hold anything, a line break included
+        raise ConfigError(f"Unknown sweep setting(s) {', '.join(map(repr, unknown))}: known settings are "
                           f"{', '.join(sorted(known))}.")
     given = {name: value for name, value in values.items() if value is not None}
     shared = {declared.name: declared.parse(given[declared.name]) for declared in shared_settings()
