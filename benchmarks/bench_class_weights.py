@@ -9,18 +9,21 @@ Command: .venv/bin/python benchmarks/bench_class_weights.py [--epsilon 1] [--cli
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import sys
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score, recall_score
 
-from engine.data import get_dataset_info, load_dataset
+from engine.data import get_dataset_info
 from engine.runner import plan as planning
 from engine.runner.spec import spec_from_mapping
 from engine.techniques import scoring_tap
 from engine.techniques.base import RunContext
 from engine.techniques.registry import create_technique
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_class_weights import imbalanced_credit as shared_imbalanced_credit  # noqa: E402
 
 IMBALANCED = "credit, 8% positive"
 
@@ -36,19 +39,8 @@ class Noise(dict):
 
 
 def imbalanced_credit(share: float = 0.08, negatives: int = 3000, seed: int = 7):
-    """credit with its positives subsampled to `share` of the rows (train and test), validation rows carved out."""
-    data, rng = load_dataset("credit"), np.random.default_rng(seed)
-
-    def pick(x, y, n):
-        negative = rng.choice(np.flatnonzero(y == 0), n, replace=False)
-        positive = rng.choice(np.flatnonzero(y == 1), int(round(n * share / (1 - share))), replace=False)
-        rows = np.sort(np.concatenate([negative, positive]))
-        return x[rows], y[rows]
-
-    (x_train, y_train), (x_test, y_test) = pick(data.x_train, data.y_train, negatives), pick(data.x_test, data.y_test,
-                                                                                              negatives // 3)
-    return dataclasses.replace(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-                               fingerprint="imbalanced-credit").with_validation()
+    """credit with its positives subsampled to `share` of the rows: the tests' table, at a benchmark's size."""
+    return shared_imbalanced_credit(share, negatives, seed, test_fraction=3)
 
 
 def measure(label: str, dataset: str, data, extra: dict, args, noise: Noise) -> list[dict]:

@@ -122,8 +122,9 @@ def test_federated_trainers_agree_on_the_weighted_loss():
 
 
 # --- what it changes, on an 8%-positive table ----------------------------------------------------------------------
-def imbalanced_credit(share: float = 0.08, negatives: int = 1500, seed: int = 7):
-    """The credit table with positives subsampled to `share` (train and test), validation rows carved out."""
+def imbalanced_credit(share: float = 0.08, negatives: int = 1500, seed: int = 7, test_fraction: int = 2):
+    """The credit table with positives subsampled to `share` (train and test: 1/`test_fraction` as many negatives),
+    validation rows carved out. benchmarks/bench_class_weights.py uses it too."""
     data, rng = load_dataset("credit"), np.random.default_rng(seed)
 
     def pick(x, y, n):
@@ -133,7 +134,7 @@ def imbalanced_credit(share: float = 0.08, negatives: int = 1500, seed: int = 7)
         return x[rows], y[rows]
 
     (x_train, y_train), (x_test, y_test) = pick(data.x_train, data.y_train, negatives), pick(data.x_test, data.y_test,
-                                                                                              negatives // 2)
+                                                                                              negatives // test_fraction)
     return dataclasses.replace(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                                fingerprint="imbalanced-credit").with_validation()
 
