@@ -4,7 +4,7 @@ so that the named accountant (PRV by default, or RDP) reports at most the target
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from typing import Callable, Hashable, Iterable, Iterator
 
 import torch
 from opacus import PrivacyEngine
@@ -15,6 +15,7 @@ from engine.data import PreparedDataset
 from engine.measure import PeakMemory, Stopwatch
 from engine.privacy.accounting import epsilon_for, steps_and_sample_rate
 from engine.privacy.calibration import calibrated_noise
+from engine.techniques import batched_dp_sgd
 from engine.techniques.base import RunContext, RunProgress, RunResult, Technique
 from engine.techniques.class_weights import class_weights
 from engine.techniques.training import evaluate, model_for, seed_everything, train_epochs, train_loader
@@ -31,6 +32,22 @@ class DPSGD(Technique):
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
             on_progress: RunProgress | None = None) -> RunResult:
         return train_dp_sgd(config, data, context=context, on_progress=on_progress)[1]
+
+    def batch_key(self, config: RunConfig) -> Hashable | None:
+        """Table models train K configurations in one pass when FRONTIER_BATCHED_DP_SGD=1 (off by default);
+        the mnist CNN always trains per run (engine.techniques.batched_dp_sgd)."""
+        return batched_dp_sgd.batch_key(config)
+
+    def run_batch(self, configs: Iterable[RunConfig], data: PreparedDataset, *, context: RunContext,
+                  on_progress: Callable[[RunConfig, float], None] | None = None,
+                  ) -> Iterator[tuple[RunConfig, RunResult | BaseException]]:
+        configs = list(configs)
+        # A white-box audit's gradient canaries need Opacus' optimizer: such runs always train per run.
+        if context.dp_optimizer_hook is None and batched_dp_sgd.batching_enabled() and \
+                batched_dp_sgd.batchable(configs, data):
+            yield from batched_dp_sgd.train_batched(configs, data, context=context, on_progress=on_progress)
+        else:
+            yield from super().run_batch(configs, data, context=context, on_progress=on_progress)
 
 
 def train_dp_sgd(config: RunConfig, data: PreparedDataset, *, context: RunContext,

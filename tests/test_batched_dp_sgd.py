@@ -1,0 +1,193 @@
+"""The batched DP-SGD path (issue 14): K configurations of one sweep in one pass, each still its own run.
+
+Exactness against Opacus on one batch (per-sample norms, the clipped and noised gradient, one Adam step), the
+accounting against the per-run path, configurations that do not disturb each other, and a batched sweep against a
+per-run sweep of the same grid through the runner.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+import torch
+from opacus import GradSampleModule
+from opacus.optimizers import DPOptimizer
+
+from conftest import QUICK
+from engine.models.loss import cross_entropy
+from engine.privacy.randomness import ReplayableRandomness
+from engine.runner.records import open_store
+from engine.techniques import batched_dp_sgd as batched
+from engine.techniques.base import RunContext
+from engine.techniques.dp_sgd import DPSGD
+from engine.techniques.training import model_for, seed_everything
+from engine_support import expand, make_spec, prepared_data, run_sweep
+
+
+@pytest.fixture
+def switched_on(monkeypatch):
+    monkeypatch.setenv(batched.ENVIRONMENT_VARIABLE, "1")
+
+
+def _configs(**values):
+    return expand(make_spec(**{**QUICK, "techniques": ("dp-sgd",), **values}))
+
+
+def _opacus_step(model, x, y, *, clip, noise_multiplier, expected_batch, lr, seed, weights=None):
+    """One Opacus DP-SGD step (GradSampleModule + DPOptimizer + Adam) on the batch (x, y): per-sample norms,
+    the noised gradient (p.grad) and the parameters after the step."""
+    module = GradSampleModule(model)
+    optimizer = DPOptimizer(torch.optim.Adam(module.parameters(), lr=lr), noise_multiplier=noise_multiplier,
+                            max_grad_norm=clip, expected_batch_size=expected_batch,
+                            generator=torch.Generator().manual_seed(seed))
+    loss = cross_entropy(weights)(module(x), y)
+    loss.backward()
+    norms = torch.stack([p.grad_sample.reshape(len(x), -1).norm(dim=1) for p in module.parameters()], 1).norm(dim=1)
+    optimizer.step()
+    return norms, [p.grad.clone() for p in module.parameters()], [p.detach().clone() for p in module.parameters()]
+
+
+@pytest.mark.parametrize("model_name, weights", [("mlp", None), ("logreg", None), ("mlp", (0.6, 1.0))])
+def test_one_batched_step_equals_opacus(model_name, weights):
+    config = _configs(model=model_name)[0]
+    data = prepared_data(config)
+    x, y = torch.from_numpy(data.x_train[:37]), torch.from_numpy(data.y_train[:37])  # (B, d), (B,)
+    clip, sigma, expected, lr = 0.7, 1.3, 40, 0.01
+    seed_everything(3)
+    model = model_for(config, data)
+    net = batched.StackedNet.from_models([model])  # K = 1, copied before Opacus moves the model
+    norms, grads, after = _opacus_step(model, x, y, clip=clip, noise_multiplier=sigma, expected_batch=expected,
+                                       lr=lr, seed=11, weights=weights)
+
+    class_w = torch.tensor(weights) if weights else torch.ones(2)
+    sums, ours = batched.clipped_gradients(net, x[None], y[None], class_w[y][None], torch.tensor([clip]))
+    torch.testing.assert_close(ours[0], norms, atol=1e-5, rtol=1e-5)
+    noised = batched.noised_gradients(sums, torch.tensor([sigma * clip]), torch.tensor([float(expected)]),
+                                      torch.Generator().manual_seed(11))  # the same injected noise generator
+    for mine, theirs in zip(noised, grads):
+        torch.testing.assert_close(mine[0], theirs, atol=1e-6, rtol=1e-5)
+    moved = batched.StackedAdam(net.parameters(), torch.tensor([lr])).step(net.parameters(), noised,
+                                                                          torch.tensor([True]))
+    for mine, theirs in zip(moved, after):
+        torch.testing.assert_close(mine[0], theirs, atol=1e-6, rtol=1e-5)
+
+
+def test_padding_and_empty_batches_add_nothing_but_noise():
+    config = _configs(model="mlp")[0]
+    data = prepared_data(config)
+    seed_everything(0)
+    net = batched.StackedNet.from_models([model_for(config, data), model_for(config, data)])
+    x = torch.from_numpy(data.x_train[:10]).expand(2, 10, -1).clone()  # (2, 10, d)
+    y = torch.from_numpy(data.y_train[:10]).expand(2, 10).clone()  # (2, 10)
+    present = torch.zeros(2, 10)
+    present[0, :6] = 1  # config 0: six real rows and four padding rows; config 1: an empty batch
+    sums, norms = batched.clipped_gradients(net, x, y, present, torch.tensor([1.0, 1.0]))
+    alone, _ = batched.clipped_gradients(batched.StackedNet([w[:1] for w in net.weights], [b[:1] for b in net.biases]),
+                                         x[:1, :6], y[:1, :6], torch.ones(1, 6), torch.tensor([1.0]))
+    for padded, exact in zip(sums, alone):
+        torch.testing.assert_close(padded[:1], exact)
+        assert torch.count_nonzero(padded[1]) == 0
+    assert torch.count_nonzero(norms[1]) == 0
+    index, mask = batched.poisson_batches(50, torch.tensor([0.5, 0.0]), torch.tensor([True, True]),
+                                          torch.Generator().manual_seed(1))
+    assert mask[1].sum() == 0 and index.shape == mask.shape and mask[0].sum() > 0
+    assert len(set(index[0][mask[0]].tolist())) == int(mask[0].sum())  # each row at most once
+
+
+def test_configurations_do_not_disturb_each_other():
+    """Three configurations in one step: the middle one with a huge noise std and its own clip and learning rate;
+    the outer ones come out exactly as if each were trained alone."""
+    config = _configs(model="mlp")[0]
+    data = prepared_data(config)
+    seed_everything(0)
+    models = [model_for(config, data) for _ in range(3)]
+    net = batched.StackedNet.from_models(models)
+    x = torch.from_numpy(data.x_train[:30]).reshape(3, 10, -1)  # (3, 10, d): each its own rows
+    y = torch.from_numpy(data.y_train[:30]).reshape(3, 10)  # (3, 10)
+    clip, lr = torch.tensor([0.5, 1.0, 2.0]), torch.tensor([1e-3, 5e-2, 1e-2])
+    sums, _ = batched.clipped_gradients(net, x, y, torch.ones(3, 10), clip)
+    grads = batched.noised_gradients(sums, torch.tensor([0.0, 1e6, 0.0]), torch.tensor([10.0] * 3),
+                                     torch.Generator().manual_seed(0))
+    moved = batched.StackedAdam(net.parameters(), lr).step(net.parameters(), grads, torch.tensor([True] * 3))
+    for k in (0, 2):
+        own = batched.StackedNet.from_models([models[k]])
+        own_sums, _ = batched.clipped_gradients(own, x[k:k + 1], y[k:k + 1], torch.ones(1, 10), clip[k:k + 1])
+        own_grads = batched.noised_gradients(own_sums, torch.tensor([0.0]), torch.tensor([10.0]),
+                                             torch.Generator().manual_seed(5))
+        own_moved = batched.StackedAdam(own.parameters(), lr[k:k + 1]).step(own.parameters(), own_grads,
+                                                                            torch.tensor([True]))
+        for mine, alone in zip(moved, own_moved):
+            torch.testing.assert_close(mine[k:k + 1], alone)
+    # A configuration that has taken its steps does not move.
+    still = batched.StackedAdam(net.parameters(), lr).step(net.parameters(), grads, torch.tensor([True, False, True]))
+    for before, after in zip(net.parameters(), still):
+        assert torch.equal(before[1], after[1])
+
+
+def test_accounting_equals_the_per_run_path():
+    configs = _configs(epsilons=(1.0, 4.0), clipping_norms=(0.5,), batch_size=100, epochs=3)
+    data = prepared_data(configs[0])
+    results = dict(batched.train_batched(configs, data, context=RunContext(device="cpu",
+                                                                           randomness=ReplayableRandomness(1))))
+    for config in configs:
+        per_run = DPSGD().run(config, data, context=RunContext(device="cpu"))
+        mine = results[config]
+        assert (mine.noise_multiplier, mine.steps, mine.sample_rate, mine.epsilon) == \
+            (per_run.noise_multiplier, per_run.steps, per_run.sample_rate, per_run.epsilon)
+        assert mine.epsilon <= config.target_epsilon and mine.extra["batched_configs"] == 2
+
+
+def test_own_batch_size_epochs_and_progress():
+    configs = [*_configs(batch_size=50, epochs=2, seeds=(0,)), *_configs(batch_size=150, epochs=3, seeds=(1,))]
+    data = prepared_data(configs[0])
+    seen: dict = {}
+    results = dict(batched.train_batched(configs, data, context=RunContext(device="cpu"),
+                                         on_progress=lambda c, f: seen.setdefault(c, []).append(f)))
+    for config in configs:
+        per_epoch = -(-data.n_train // config.batch_size)
+        assert results[config].steps == config.epochs * per_epoch
+        assert results[config].sample_rate == 1 / per_epoch
+        assert seen[config] == [(e + 1) / config.epochs for e in range(config.epochs)]
+        assert 0.5 < results[config].accuracy <= 1.0
+
+
+def test_switch_and_fallbacks(switched_on, monkeypatch):
+    technique = DPSGD()
+    config = _configs(model="mlp")[0]
+    assert technique.batch_key(config) is not None
+    assert technique.batch_key(_configs(model="mlp", seeds=(5,), epsilons=(8.0,))[0]) == technique.batch_key(config)
+    cnn = config.__class__(**{**config.__dict__, "model": "cnn", "dataset": "mnist"})
+    assert technique.batch_key(cnn) is None  # the CNN trains per run through Opacus
+    monkeypatch.delenv(batched.ENVIRONMENT_VARIABLE)
+    assert technique.batch_key(config) is None  # off by default
+    # A white-box audit's optimizer hook means Opacus, per run, even when switched on.
+    monkeypatch.setenv(batched.ENVIRONMENT_VARIABLE, "1")
+    hooked = []
+    data = prepared_data(config)
+    [(_, result)] = list(technique.run_batch([config], data, context=RunContext(device="cpu",
+                                                                                dp_optimizer_hook=hooked.append)))
+    assert hooked and "batched_configs" not in result.extra
+
+
+def test_batched_sweep_equals_per_run_sweep(tmp_path, monkeypatch):
+    """heart, 2 epsilons x 2 clipping norms x 2 seeds through the runner: identical epsilons, accuracy within
+    seed noise, every run its own record."""
+    spec = make_spec(dataset="heart", techniques=("dp-sgd",), epsilons=(1.0, 8.0), clipping_norms=(0.5, 2.0),
+                     seeds=(0, 1), epochs=4, batch_size=64, learning_rate=0.01, accountant="rdp")
+    outcomes = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv(batched.ENVIRONMENT_VARIABLE, mode)
+        with open_store(tmp_path / mode / "results.sqlite") as store:
+            report = run_sweep(spec, store=store)
+            assert report.trained == 8 and report.failed == 0
+            outcomes[mode] = {r["run_id"]: r for r in store.records() if r["status"] == "ok"}
+    per_run, together = outcomes["0"], outcomes["1"]
+    assert per_run.keys() == together.keys() and len(per_run) == 8  # same run ids (cache keys)
+    for run_id in per_run:
+        assert together[run_id]["epsilon"] == per_run[run_id]["epsilon"]
+        assert together[run_id]["noise_multiplier"] == per_run[run_id]["noise_multiplier"]
+        assert abs(together[run_id]["accuracy"] - per_run[run_id]["accuracy"]) < 0.15
+        assert (together[run_id].get("extra") or {}).get("batched_configs") == 8
+    mean = lambda runs: statistics.mean(r["accuracy"] for r in runs.values())  # noqa: E731
+    assert abs(mean(together) - mean(per_run)) < 0.04
