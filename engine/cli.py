@@ -40,8 +40,11 @@ METRIC_HELP = ("accuracy, balanced_accuracy or roc_auc. Default: the one that fi
 def _flag_names() -> dict[str, str]:
     from engine.runner.spec import all_settings
 
+    from engine.runner.cluster import ClusterSettings
+
     return {name: declared.cli_flag for name, declared in all_settings().items()} | {"workers": "--workers",
-                                                                                      "device": "--device"}
+                                                                                      "device": "--device"} | \
+        {declared.name: declared.cli_flag for declared in ClusterSettings.declared()}
 
 
 def _fail(error: EngineError | str, code: int = 2) -> None:
@@ -115,7 +118,7 @@ def _read_yaml(path: Path) -> tuple[dict, dict | None]:
 
 
 def _sweep_command(config: Optional[Path], store: Optional[Path], workers: str, device: str, quiet: bool,
-                   flags: dict, audit: bool = False) -> None:
+                   flags: dict, audit: bool = False, cluster_flags: dict | None = None) -> None:
     """Train every run of a grid that the store does not already hold, and store each as it finishes."""
     from tqdm import tqdm
 
@@ -137,6 +140,8 @@ def _sweep_command(config: Optional[Path], store: Optional[Path], workers: str, 
         worker_count = Setting("workers", int, minimum=1, maximum=256).parse_text(workers)
         if device not in DEVICES:
             raise ConfigError(f"Unknown --device {device!r}: choose auto, cpu or cuda.")
+        cluster = _cluster_settings(cluster_flags or {})
+        cluster.check(device)  # --backend ray: ray installed, and a GPU per task for --device cuda
         plan = services.plan(spec, workspace)  # every check before anything is written
     except EngineError as exc:
         _fail(exc)
@@ -158,7 +163,8 @@ def _sweep_command(config: Optional[Path], store: Optional[Path], workers: str, 
 
     previous = _stop_on_sigterm()
     try:
-        report = services.run(plan, workspace, workers=worker_count, device=device, on_progress=on_progress)
+        report = services.run(plan, workspace, workers=worker_count, device=device, on_progress=on_progress,
+                              cluster=cluster)
     except EngineError as exc:
         bar.close()
         _fail(exc)
@@ -183,15 +189,28 @@ def _sweep_command(config: Optional[Path], store: Optional[Path], workers: str, 
         raise typer.Exit(AUDIT_BREACH_EXIT)
 
 
+def _cluster_settings(texts: dict):
+    """--backend and the --ray-* flags, each parsed by its declaration (engine.runner.cluster)."""
+    from engine.runner.cluster import ClusterSettings
+
+    declared = {setting.name: setting for setting in ClusterSettings.declared()}
+    return ClusterSettings.from_values({name: declared[name].parse_text(text) for name, text in texts.items()
+                                        if text is not None})
+
+
 def _make_sweep():
+    from engine.runner.cluster import ClusterSettings
     from engine.runner.spec import all_settings
 
     settings = all_settings()
+    cluster = ClusterSettings.declared()
 
     def sweep(**options) -> None:
         config, store = options.pop("config"), options.pop("store")
         workers, device, quiet = options.pop("workers"), options.pop("device"), options.pop("quiet")
-        _sweep_command(config, store, workers, device, quiet, options, audit=options.pop("audit"))
+        cluster_flags = {declared.name: options.pop(declared.name) for declared in cluster}
+        _sweep_command(config, store, workers, device, quiet, options, audit=options.pop("audit"),
+                       cluster_flags=cluster_flags)
 
     fixed = [
         inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
@@ -207,7 +226,8 @@ def _make_sweep():
         inspect.Parameter("audit", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                           default=typer.Option(False, "--audit", help=AUDIT_SWEEP_HELP)),
     ]
-    sweep.__signature__ = inspect.Signature([*(_setting_option(s) for s in settings.values()), *fixed])
+    sweep.__signature__ = inspect.Signature([*(_setting_option(s) for s in settings.values()), *fixed,
+                                             *(_setting_option(s) for s in cluster)])
     sweep.__doc__ = _sweep_command.__doc__
     return sweep
 

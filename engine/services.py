@@ -30,7 +30,9 @@ from engine.jobs.estimate import SweepEstimate, estimate_plan
 from engine.present.audit import released_finding
 from engine.present.report import ExportBundle, build_export
 from engine.runner.events import ProgressCallback
+from engine.runner.cluster import ClusterSettings
 from engine.runner.execute import run_plan
+from engine.runner.ray_backend import trainer_for
 from engine.runner.plan import SweepPlan, expand, plan_sweep, prepared_data, spec_for_run
 from engine.runner.search import search_scopes
 from engine.runner.records import open_store
@@ -63,16 +65,21 @@ def estimate(sweep_plan: SweepPlan, workspace: Workspace, *, workers: int = 1, d
 
 
 def run(sweep_plan: SweepPlan, workspace: Workspace, *, workers: int = 1, device: str = "auto",
-        on_progress: ProgressCallback | None = None) -> SweepReport:
-    """Train the plan's missing runs in this process (and its workers), storing each as it ends."""
+        on_progress: ProgressCallback | None = None, cluster: ClusterSettings = ClusterSettings()) -> SweepReport:
+    """Train the plan's missing runs in this process (and its workers, or as tasks on a Ray cluster), storing each
+    as it ends."""
+    cluster.check(device)
     with open_store(workspace.store_path) as store:
-        return run_plan(sweep_plan, store=store, uploads_dir=workspace.uploads_dir, workers=workers, device=device,
-                        on_progress=on_progress)
+        return run_plan(sweep_plan, store=store, uploads_dir=workspace.uploads_dir, workers=workers,
+                        device=cluster.driver_device(device),
+                        on_progress=on_progress, trainer=trainer_for(cluster))
 
 
-def launch(sweep_plan: SweepPlan, workspace: Workspace, *, workers: int = 1, device: str = "auto") -> str:
+def launch(sweep_plan: SweepPlan, workspace: Workspace, *, workers: int = 1, device: str = "auto",
+           cluster: ClusterSettings = ClusterSettings()) -> str:
     """Train the plan in a background job; returns its id (see latest_job, cancel)."""
-    return job_launch.start_job(sweep_plan, workspace, workers=workers, device=device)
+    cluster.check(device)
+    return job_launch.start_job(sweep_plan, workspace, workers=workers, device=device, cluster=cluster)
 
 
 def latest_job(workspace: Workspace) -> job_progress.JobStatus | None:

@@ -21,6 +21,7 @@ from engine.errors import ConfigError, EngineError
 from engine.jobs.progress import JobStatus, active_job, is_alive, job_dir_of, read_meta, start_ticks, status_of
 from engine.measure import resolve_device
 from engine.present.labels import run_label
+from engine.runner.cluster import ClusterSettings
 from engine.runner.plan import SweepPlan
 from engine.runner.store import ResultStore
 from engine.techniques.registry import loaded_plugins
@@ -58,11 +59,12 @@ def _keep_search(plan: SweepPlan, store: Path) -> None:
                           [config.to_dict() for config in plan.search.trials], now())
 
 
-def start_job(plan: SweepPlan, workspace: Workspace, *, workers: int = 1, device: str = "auto") -> str:
+def start_job(plan: SweepPlan, workspace: Workspace, *, workers: int = 1, device: str = "auto",
+              cluster: ClusterSettings = ClusterSettings()) -> str:
     """Run `plan` in a detached process; returns the job id. Raises ConfigError or JobRunningError first."""
     if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
         raise ConfigError(f"workers must be a whole number >= 1, got {workers!r}.", setting="workers")
-    resolve_device(device)  # ConfigError for cuda without a GPU or an unknown device
+    resolve_device(cluster.driver_device(device))  # ConfigError for cuda without a GPU or an unknown device
     store = workspace.store_path.resolve()
     folder = workspace.jobs_dir.resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -85,7 +87,7 @@ def start_job(plan: SweepPlan, workspace: Workspace, *, workers: int = 1, device
             "spec": plan.spec.to_mapping(), "configs": [config.to_dict() for config in plan.configs],
             "run_ids": list(plan.run_ids), "fingerprint": plan.fingerprint, "store": str(store),
             "uploads_dir": str(workspace.uploads_dir.resolve()), "workers": workers, "device": device,
-            "plugins": loaded_plugins(),
+            "plugins": loaded_plugins(), "cluster": cluster.to_mapping(),
             "search": None if plan.search is None else {"search_id": plan.search.search_id,
                                                         "mean_trials": plan.search.mean_trials}}, indent=1))
         started_at = now()

@@ -19,9 +19,11 @@ from pathlib import Path
 from engine.config import RunConfig
 from engine.errors import EngineError
 from engine.jobs.launch import ROOT, write_atomic
+from engine.runner.cluster import ClusterSettings
 from engine.runner.events import EventLog
 from engine.runner.execute import run_plan
 from engine.runner.plan import SweepPlan, prepared_data
+from engine.runner.ray_backend import trainer_for
 from engine.runner.records import open_store
 from engine.runner.search import SearchDraw
 from engine.runner.spec import spec_from_mapping
@@ -55,10 +57,12 @@ def run(job_dir: Path) -> int:
                                                       tuple(c for c in configs if c.search == search["search_id"]))
         plan = SweepPlan(spec=spec, configs=configs, run_ids=run_ids, cached_ids=frozenset(), n_train=data.n_train,
                          fingerprint=data.fingerprint, data=data, search=draw)
+        cluster = ClusterSettings.from_values(planned.get("cluster") or {})  # jobs from before: this machine
         events.write("planned", total=len(configs))
         with open_store(planned["store"]) as store:
             report = run_plan(plan, store=store, uploads_dir=uploads_dir, workers=planned["workers"],
-                              device=planned["device"], on_progress=events)
+                              device=cluster.driver_device(planned["device"]), on_progress=events,
+                              trainer=trainer_for(cluster))
     except EngineError as exc:
         events.write("ended", error=str(exc))
         print(f"error: {exc}", file=sys.stderr)

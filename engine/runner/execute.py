@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from multiprocessing import spawn
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -448,9 +448,15 @@ def _train_in_workers(sweep: _Sweep, setup: WorkerSetup, workers: int) -> None:
             pool.shutdown(wait=True)
 
 
+# Trains a sweep's groups somewhere other than this machine (engine.runner.ray_backend), recording each through
+# the sweep (claims, records, counts) in this process: the store keeps its one writer.
+Trainer = Callable[["_Sweep", WorkerSetup], None]
+
+
 def run_plan(plan: SweepPlan, *, store: ResultStore, uploads_dir: Path | None, workers: int = 1,
-             device: str = "auto", on_progress: ProgressCallback | None = None) -> RunnerReport:
-    """Run every pending run of `plan`, writing each to `store` as soon as it ends."""
+             device: str = "auto", on_progress: ProgressCallback | None = None,
+             trainer: Trainer | None = None) -> RunnerReport:
+    """Run every pending run of `plan`, writing each to `store` as soon as it ends (through `trainer` if given)."""
     if not (isinstance(workers, int) and workers >= 1):
         raise ConfigError(f"workers must be a whole number >= 1, got {workers!r}.", setting="workers")
     resolved_device = resolve_device(device)
@@ -474,13 +480,15 @@ def run_plan(plan: SweepPlan, *, store: ResultStore, uploads_dir: Path | None, w
     claims = Claims(store.path)
     claims.heartbeat()
     sweep = _Sweep(store, claims, data, resolved_device, notify, total, done, groups)
+    setup = WorkerSetup(dataset=plan.spec.dataset, train_subsample=plan.spec.train_subsample,
+                        uploads_dir=uploads_dir, fingerprint=data.fingerprint, device=resolved_device,
+                        store_path=str(store.path), plugins=tuple(loaded_plugins()))
     try:
-        if workers == 1 or resolved_device == "cuda" or len(pending) <= 1:
+        if trainer is not None:
+            trainer(sweep, setup)
+        elif workers == 1 or resolved_device == "cuda" or len(pending) <= 1:
             _train_here(sweep)
         else:
-            setup = WorkerSetup(dataset=plan.spec.dataset, train_subsample=plan.spec.train_subsample,
-                                uploads_dir=uploads_dir, fingerprint=data.fingerprint, device=resolved_device,
-                                store_path=str(store.path), plugins=tuple(loaded_plugins()))
             _train_in_workers(sweep, setup, min(workers, len(groups)))
     except KeyboardInterrupt:
         interrupted = True

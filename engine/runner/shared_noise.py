@@ -1,0 +1,86 @@
+"""Calibrated noise multipliers computed once, on the sweep's driver, and handed to workers that never open the store.
+
+Today each technique calibrates inside its own `run` through engine.privacy.calibration, asking the run's
+NoiseCache first (locally the store is that cache, shared by the sweep's worker processes through SQLite). A
+Ray worker must not open the store, and a cluster must not calibrate the same question on every node. So the
+driver learns each pending run's calibration question without knowing the technique: it starts the run with a
+NoiseCache that records the first key asked and stops the run there (every calibrating technique asks before
+it builds a model). It answers each distinct key once (from the store's cache, else PRV/RDP here, kept in the
+store), and the workers get the answers as a plain dict (SharedNoise). A worker that meets a key the driver did
+not foresee calibrates it itself and hands the answer back, for the driver to keep.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+from engine.config import RunConfig
+from engine.data import PreparedDataset
+from engine.privacy.calibration import calibrated_noise
+from engine.techniques.base import PURE_DP_ACCOUNTANT, RunContext
+from engine.techniques.registry import create_technique
+
+
+class _Asked(BaseException):
+    """Stops a run at its first calibration question (a BaseException: techniques catch Exception)."""
+
+
+class _FirstQuestion:
+    """A NoiseCache that remembers the first key asked and stops the run."""
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+
+    def get_noise(self, key: str) -> float | None:
+        self.key = key
+        raise _Asked
+
+    def put_noise(self, key: str, noise_multiplier: float) -> None:  # never reached
+        pass
+
+
+def _stop(*_args) -> None:  # a technique that trains before it calibrates is stopped at its first progress report
+    raise _Asked
+
+
+def calibration_question(config: RunConfig, data: PreparedDataset) -> str | None:
+    """The calibration key a run will ask its NoiseCache first, or None (no calibration, or it failed before)."""
+    if config.target_epsilon is None or config.accountant in (None, PURE_DP_ACCOUNTANT):
+        return None  # only runs accounted by an Opacus accountant calibrate Gaussian noise
+    catcher = _FirstQuestion()
+    try:
+        create_technique(config.technique).run(config, data, context=RunContext(device="cpu", noise_cache=catcher),
+                                               on_progress=_stop)
+    except _Asked:
+        return catcher.key
+    except Exception:  # the run fails for real where it trains, and is recorded failed there
+        return None
+    return None
+
+
+def calibrate_once(configs: Iterable[RunConfig], data: PreparedDataset, cache) -> dict[str, float]:
+    """Each distinct calibration question of `configs`, answered once (from `cache`, else computed and kept there)."""
+    questions = {key for key in (calibration_question(config, data) for config in configs) if key is not None}
+    answers = {}
+    for key in sorted(questions):
+        asked = json.loads(key)
+        noise = calibrated_noise(target_epsilon=asked["target_epsilon"], delta=asked["delta"],
+                                 sample_rate=asked["sample_rate"], steps=asked["steps"],
+                                 accountant=asked["accountant"], cache=cache)
+        answers[key] = noise
+    return answers
+
+
+class SharedNoise:
+    """The NoiseCache a worker gets: the driver's answers, plus what it had to calibrate itself (`computed`)."""
+
+    def __init__(self, known: dict[str, float]):
+        self.known = dict(known)
+        self.computed: dict[str, float] = {}
+
+    def get_noise(self, key: str) -> float | None:
+        return self.known.get(key, self.computed.get(key))
+
+    def put_noise(self, key: str, noise_multiplier: float) -> None:
+        self.computed[key] = noise_multiplier
