@@ -263,6 +263,7 @@ def build_app() -> typer.Typer:
     app.command("frontier")(frontier_command)
     app.command("export")(export)
     app.command("verify")(verify)
+    app.command("gate")(gate_command)
     app.command("audit")(audit_command)
     return app
 
@@ -405,17 +406,26 @@ def export(
     metric: Optional[str] = typer.Option(None, help=METRIC_HELP),
     include_audit: bool = typer.Option(False, "--include-audit", help="Put the run's audit figures in the report "
                                        "(they were computed on the private data; a breach is flagged regardless)."),
+    pdf: bool = typer.Option(False, "--pdf", help="Also OUT/report.pdf for filing (charts as images; printed by the "
+                             "machine's Chromium, offline)."),
 ) -> None:
-    """Write OUT/config.yaml (reproduces the run: `frontier sweep --config OUT/config.yaml`) and OUT/report.html."""
+    """Write OUT/config.yaml (reproduces the run: `frontier sweep --config OUT/config.yaml`), OUT/report.html and
+    OUT/decision.json (the decision record, with its content hash; `frontier gate --record` checks it)."""
     from engine import services
+    from engine.present.pdf import html_to_pdf
     from engine.present.report import write_export
 
     try:
-        bundle = services.export(Workspace.at(store), run_id, metric, include_audit=include_audit)  # None: the label's
+        bundle = services.export(Workspace.at(store), run_id, metric, include_audit=include_audit, pdf=pdf)
+        config_path, report_path = write_export(bundle, out)
+        pdf_path = html_to_pdf(bundle.printable_html, out / "report.pdf") if pdf else None
     except EngineError as exc:
         _fail(exc)
-    config_path, report_path = write_export(bundle, out)
     typer.echo(f"wrote {config_path} and {report_path}")
+    if bundle.decision_json is not None:
+        typer.echo(f"wrote {out / 'decision.json'} (content hash {json.loads(bundle.decision_json)['content_hash']})")
+    if pdf_path is not None:
+        typer.echo(f"wrote {pdf_path}")
     if not bundle.reproduces:
         typer.echo("warning: the data or engine changed since this run: the spec would train a new run.", err=True)
 
@@ -442,6 +452,57 @@ def verify(
                + ("every figure holds." if result.ok else f"{len(result.findings)} problem(s)."))
     if not result.ok:
         raise typer.Exit(1)
+
+
+def gate_command(
+    policy: Path = typer.Argument(..., metavar="POLICY.yaml", help="The limits to hold (README: 'Privacy gate')."),
+    run: Optional[str] = typer.Option(None, "--run", help="Gate this stored run (see `frontier results`)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Gate the run an exported config.yaml trains "
+                                          "(retrain it first: frontier sweep --config EXPORT.yaml)."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Gate a filed decision.json (its hash is checked)."),
+    store: Optional[Path] = typer.Option(None, help=STORE_HELP),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write a JUnit XML report (one test case per rule)."),
+    json_report: Optional[Path] = typer.Option(None, "--json", help="Write a JSON report."),
+) -> None:
+    """Check a chosen run against a privacy policy, as a CI test: every privacy figure recomputed with dp-accounting,
+    the training table rescanned for identifiers. Exit 0: every rule holds; 1: a rule fails; 2: bad input."""
+    from engine import services
+    from engine.gate.policy import read_policy
+    from engine.gate.report import write_reports
+
+    workspace = Workspace.at(store)
+    try:
+        if sum(given is not None for given in (run, config, record)) != 1:
+            raise ConfigError("Say what to gate: exactly one of --run RUN_ID, --config EXPORT.yaml or --record "
+                              "DECISION.json.")
+        if not policy.is_file():
+            raise ConfigError(f"Policy file {policy} does not exist: write one (README: 'Privacy gate').")
+        rules = read_policy(policy.read_text(encoding="utf-8"), str(policy))
+        if record is not None:
+            outcome = services.gate(workspace, rules, record=_read_json(record), source=str(record))
+        else:
+            run_id = run if config is None else services.exported_run(workspace, *_read_yaml(config), str(config))
+            outcome = services.gate(workspace, rules, run_id=run_id)
+        write_reports(outcome, junit, json_report)
+    except (EngineError, OSError) as exc:
+        _fail(exc if isinstance(exc, EngineError) else f"cannot read or write {exc.filename}: {exc.strerror}.")
+    for line, result in zip(outcome.lines(), outcome.results):
+        typer.echo(line, err=result.status == "fail")
+    failed = len(outcome.failures)
+    typer.echo(f"gate {'failed' if failed else 'passed'}: {outcome.source}, "
+               f"{failed} of {len(outcome.results)} rules failed, "
+               f"{sum(r.status == 'skip' for r in outcome.results)} skipped")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist: give the decision.json that `frontier export` wrote.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not JSON ({exc}): give the decision.json that `frontier export` wrote.") from None
 
 
 AUDIT_BREACH_EXIT = 3  # `frontier audit` / `sweep --audit`: a measured lower bound above a run's epsilon

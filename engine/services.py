@@ -237,9 +237,10 @@ def default_metric(workspace: Workspace, datasets) -> str:
 
 
 def export(workspace: Workspace, run_id: str, metric: str | None = None,
-           summary: DecisionSummary | None = None, include_audit: bool = False) -> ExportBundle:
-    """config.yaml reproducing `run_id` and the report around it; `summary` reuses a decide() already made. The
-    report carries the audit's figures only with `include_audit` (a breach is always flagged)."""
+           summary: DecisionSummary | None = None, include_audit: bool = False, pdf: bool = False) -> ExportBundle:
+    """config.yaml reproducing `run_id`, the report around it and the decision record (decision.json); `summary`
+    reuses a decide() already made. The report and the record carry the audit's figures only with `include_audit`
+    (a breach is always flagged). `pdf`: also the report with PNG charts, for printing (engine.present.pdf)."""
     with ResultStore(workspace.store_path, create=False) as store:
         record = store.get(run_id)
         if record is None:
@@ -261,5 +262,65 @@ def export(workspace: Workspace, run_id: str, metric: str | None = None,
     finding = audit_finding(workspace, run_id)
     # An upload travels as its schema (declared values and the table's fingerprint, never rows or row statistics).
     carried = schema_of(info).to_mapping() if info.origin == "uploaded" else None
+    decision = decision_record(workspace, run_id, metric, summary=summary, include_audit=include_audit)
     return build_export(record, spec.to_mapping(), runs, info, reproduces=reproduces, summary=summary, metric=metric,
-                        audit=released_finding(finding, include_audit), upload_schema=carried)
+                        audit=released_finding(finding, include_audit), upload_schema=carried, decision=decision,
+                        printable=pdf)
+
+
+# --- the decision record and the privacy gate (issue 15; engine/gate) ---------------------------------------
+def decision_record(workspace: Workspace, run_id: str, metric: str | None = None, scope: str | None = None, *,
+                    summary: DecisionSummary | None = None, include_audit: bool = False) -> dict[str, Any]:
+    """decision.json of choosing `run_id` (within `scope`, as decide()): its figures, the releases they compose,
+    the audit's verdict (its figures only with `include_audit`), the registry entry, with a content hash."""
+    from engine.gate.record import build_decision_record
+
+    with ResultStore(workspace.store_path, create=False) as store:
+        record = store.get(run_id)
+        if record is None or record["status"] != "ok":
+            raise ConfigError(f"No successful run {run_id!r} in {store.path}: list runs with `frontier results`.")
+        same_data = store.records(dataset=record["dataset"])
+        metric = metric or default_metric(workspace, [record["dataset"]])
+        extra = preprocessing_releases(workspace, record["dataset"])
+        if summary is None and record.get("epsilon") is not None:
+            summary = summarise_decision(store.dataframe(dataset=record["dataset"]), same_data, run_id, metric,
+                                         scope=scope, search_means=_search_scopes(store), extra_releases=extra)
+    return build_decision_record(record, get_dataset_info(record["dataset"], workspace.uploads_dir), metric=metric,
+                                 summary=summary, same_data=same_data, extra_releases=extra,
+                                 audit=audit_finding(workspace, run_id), include_audit=include_audit)
+
+
+def exported_run(workspace: Workspace, values: Mapping[str, Any], upload_section: Any, source: str) -> str:
+    """The run id an exported config.yaml trains, which this store must hold (else: how to retrain it)."""
+    from engine.data.uploads.schema import read_schema
+
+    spec = read_spec(values)
+    if upload_section is not None:
+        check_upload(read_schema(upload_section, f"{source} (upload:)"), spec.dataset, workspace, source)
+    planned = plan(spec, workspace)
+    if len(planned.run_ids) != 1:
+        raise ConfigError(f"{source} plans {len(planned.run_ids)} runs: give the config.yaml `frontier export` wrote "
+                          "for one run.")
+    if planned.run_ids[0] not in planned.cached_ids:
+        raise ConfigError(f"{source} trains run {planned.run_ids[0]}, which {workspace.store_path} does not hold: "
+                          f"retrain it first: frontier sweep --config {source} --store {workspace.store_path}")
+    return planned.run_ids[0]
+
+
+def gate(workspace: Workspace, policy, *, run_id: str | None = None, record: Any = None, source: str = ""):
+    """Every rule of `policy` (engine.gate.policy.GatePolicy) on a stored run, or on a filed decision record
+    (`record`, read from `source`); the figures recomputed with dp-accounting, the table rescanned."""
+    from engine.gate.check import check_record_shape, gate_record
+
+    if record is not None:
+        return gate_record(policy, check_record_shape(record, source), uploads_dir=workspace.uploads_dir,
+                           source=f"decision record {source}", filed=True)
+    if not workspace.store_path.exists():
+        raise ConfigError(f"No result store at {workspace.store_path}: run `frontier sweep` first or pass --store.")
+    scope = None
+    if policy.release_basis == "random-search":  # the model was chosen within its random search: claim that figure
+        with ResultStore(workspace.store_path, create=False) as store:
+            scope = (store.get(run_id) or {}).get("search")
+    decision = decision_record(workspace, run_id, policy.metric, scope, include_audit=True)
+    return gate_record(policy, decision, uploads_dir=workspace.uploads_dir,
+                       source=f"run {run_id} in {workspace.store_path}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ from engine.config import RunConfig
 from engine.data import DatasetInfo
 from engine.present.audit import ReportAudit, report_section
 from engine.present.charts import cost_figure, frontier_figure
+from engine.present.registry import registry_html
 from engine.present.sentences import decision_sentences, preprocessing_sentence
 from engine.present.static_charts import embed_figures
 
@@ -28,6 +30,8 @@ class ExportBundle:
     config_yaml: str  # `frontier sweep --config` input reproducing exactly this run
     report_html: str  # self-contained: opens offline
     reproduces: bool  # the spec plans to the same run_id with today's data and engine
+    decision_json: str | None = None  # the decision record (engine.gate.record), with its content hash
+    printable_html: str | None = None  # the report with its charts as PNG images, for the PDF (present/pdf.py)
 
 
 def _markdown_to_html(text: str) -> str:
@@ -56,17 +60,22 @@ STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em aut
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}table{border-collapse:collapse;
 font-size:.9em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}tr.chosen{background:#fff3cd;
 font-weight:600}pre{background:#f6f8fa;padding:1em;overflow-x:auto;white-space:pre-wrap}.note{color:#555;font-size:.9em}
-td{overflow-wrap:break-word}figure.chart{margin:1em 0}figure.chart svg{max-width:100%;height:auto}
+td{overflow-wrap:break-word}figure.chart{margin:1em 0}figure.chart svg,figure.chart img{max-width:100%;height:auto}
+code.hash{overflow-wrap:anywhere;font-size:.95em}table.registry th,table.signoff th{width:12em;vertical-align:top}
+td.blank{min-width:24em;height:1.8em}
 @media print{body{margin:0;max-width:none;font-size:10pt}table{font-size:8pt;width:100%}td,th{padding:.15em .3em}
 figure.chart,tr{break-inside:avoid}h2{break-after:avoid}}"""
 
 
 def build_export(record: dict, spec_mapping: dict, runs: pd.DataFrame, info: DatasetInfo, *, reproduces: bool,
                  summary: DecisionSummary | None, metric: str = "accuracy",
-                 audit: ReportAudit | None = None, upload_schema: dict | None = None) -> ExportBundle:
+                 audit: ReportAudit | None = None, upload_schema: dict | None = None, decision: dict | None = None,
+                 printable: bool = False) -> ExportBundle:
     """The config that reproduces `record`'s run and the report around it (`summary`: None for a non-private run;
     `audit`: what may be released of its audits, engine.present.audit.released_finding; `upload_schema`: the
-    uploaded table's schema, carried in the config so that another store can register the same CSV)."""
+    uploaded table's schema, carried in the config so that another store can register the same CSV; `decision`: the
+    decision record, whose hash and registry entry the report shows; `printable`: also render the report with PNG
+    charts, for the PDF)."""
     config = RunConfig.from_dict(record["config"])
     header = (f"# Reproduces run {record['run_id']} ({config.technique} on {config.dataset}); exported "
               f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by engine {ENGINE_VERSION}.\n")
@@ -78,8 +87,12 @@ def build_export(record: dict, spec_mapping: dict, runs: pd.DataFrame, info: Dat
                        "#   frontier upload FILE.csv --schema config.yaml\n#   frontier sweep --config config.yaml\n"
                        + yaml.safe_dump({"sweep": spec_mapping, "upload": upload_schema}, sort_keys=False,
                                         allow_unicode=True))
-    report = _render_report(record, config, runs, summary, info, metric, config_yaml, reproduces, audit)
-    return ExportBundle(run_id=record["run_id"], config_yaml=config_yaml, report_html=report, reproduces=reproduces)
+    arguments = (record, config, runs, summary, info, metric, config_yaml, reproduces, audit, decision)
+    report = _render_report(*arguments)
+    printable_html = _render_report(*arguments, chart_format="png") if printable else None
+    decision_json = json.dumps(decision, indent=2, ensure_ascii=False, allow_nan=False) + "\n" if decision else None
+    return ExportBundle(run_id=record["run_id"], config_yaml=config_yaml, report_html=report, reproduces=reproduces,
+                        decision_json=decision_json, printable_html=printable_html)
 
 
 def write_export(bundle: ExportBundle, out_dir: str | Path) -> tuple[Path, Path]:
@@ -87,10 +100,31 @@ def write_export(bundle: ExportBundle, out_dir: str | Path) -> tuple[Path, Path]
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(bundle.config_yaml)
     (out / "report.html").write_text(bundle.report_html, encoding="utf-8")
+    if bundle.decision_json is not None:
+        (out / "decision.json").write_text(bundle.decision_json, encoding="utf-8")
     return out / "config.yaml", out / "report.html"
 
 
-def _render_report(record, config: RunConfig, runs, summary, info, metric, config_yaml, reproduces, audit=None) -> str:
+def _decision_section(decision: dict | None) -> str:
+    """The decision record's hash, its epsilon-registry entry and the sign-off fields to fill, for filing."""
+    if not decision:
+        return ""
+    blank = "".join(f"<tr><th>{html.escape(field.replace('_', ' '))}</th><td class=blank></td></tr>"
+                    for field in decision.get("sign_off") or {})
+    return "".join([
+        "<h2>Decision record</h2>",
+        f"<p>decision.json (filed beside this report) has the content hash <code class=hash>"
+        f"{html.escape(str(decision.get('content_hash')))}</code>: sha256 of its canonical JSON (sorted keys, no spaces, "
+        "UTF-8) without the hash field. <code>frontier gate POLICY.yaml --record decision.json</code> checks it and "
+        "recomputes every privacy figure in it.</p>",
+        "<h3>Epsilon registry entry</h3>", registry_html(decision.get("registry_entry")),
+        "<h3>Sign-off</h3><p class=note>To fill in on the filed copy (doing so in decision.json changes its hash).</p>",
+        f"<table class=signoff>{blank}</table>",
+    ])
+
+
+def _render_report(record, config: RunConfig, runs, summary, info, metric, config_yaml, reproduces, audit=None,
+                   decision=None, chart_format: str = "svg") -> str:
     if summary is None:
         sentences = ["This is a non-private run: it carries no privacy guarantee and must not be released."]
     else:
@@ -100,7 +134,7 @@ def _render_report(record, config: RunConfig, runs, summary, info, metric, confi
     chosen_point = (summary.epsilon, summary.validation_mean or summary.metric_mean) if summary else None
     figures = [frontier_figure(front, reference, metric, chosen=chosen_point)] if not front.empty else []
     figures.append(cost_figure(cost_view(runs, config.dataset, metric, "train_seconds"), metric, "train_seconds"))
-    charts, _ = embed_figures(figures)
+    charts, _ = embed_figures(figures, chart_format)
     candidates = rank_candidates(runs, DecisionConstraints(dataset=config.dataset, metric=metric))
     highlight = None
     if not candidates.empty:
@@ -132,6 +166,7 @@ def _render_report(record, config: RunConfig, runs, summary, info, metric, confi
         f"by Privacy Frontier engine {ENGINE_VERSION}.</p>",
         "<h2>In plain language</h2>", *(f"<p>{_markdown_to_html(text)}</p>" for text in sentences),
         report_section(audit),
+        _decision_section(decision),
         "<h2>The chosen run against its alternatives</h2>",
         _table(candidates, highlight) if not candidates.empty else "<p>No private alternatives were measured.</p>",
         "<p class=note>Configurations are pooled over seeds and compared on the validation rows; ε is the largest over "
