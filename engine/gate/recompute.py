@@ -11,6 +11,7 @@ the composition and the tuning-aware figure): the gate never trusts a stored eps
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -37,25 +38,36 @@ def _gaussian(item: dict[str, Any]) -> dp_event.DpEvent:
         float(item["sampling_rate"]), dp_event.GaussianDpEvent(float(item["noise_multiplier"]))), int(item["steps"]))
 
 
+def _release_key(item: dict[str, Any]) -> tuple:
+    if item["kind"] == "subsampled_gaussian":
+        return ("gaussian", float(item["noise_multiplier"]), float(item["sampling_rate"]), int(item["steps"]))
+    return ("dp", float(item["epsilon"]), float(item["delta"]), int(item.get("count", 1)))
+
+
+@functools.lru_cache(maxsize=64)
+def _composed_loss(keys: tuple[tuple, ...]):
+    """The composed privacy loss distribution of these releases (cached: one gate asks it at several deltas)."""
+    accountant = pld_privacy_accountant.PLDAccountant(value_discretization_interval=DISCRETISATION)
+    for key in keys:
+        if key[0] == "gaussian":
+            _, noise, rate, steps = key
+            accountant.compose(dp_event.SelfComposedDpEvent(
+                dp_event.PoissonSampledDpEvent(rate, dp_event.GaussianDpEvent(noise)), steps))
+    loss = accountant._pld  # noqa: SLF001 - the composed PLD, to compose the generic (epsilon, delta) releases onto
+    for key in keys:
+        if key[0] == "dp":
+            # No DpEvent exists for a generic (epsilon, delta) release: its worst-case privacy loss distribution.
+            _, epsilon, delta, count = key
+            release = privacy_loss_distribution.from_privacy_parameters(
+                common.DifferentialPrivacyParameters(epsilon, delta), value_discretization_interval=DISCRETISATION)
+            loss = loss.compose(release.self_compose(count) if count > 1 else release)
+    return loss
+
+
 def composed_epsilon(releases: Iterable[dict[str, Any]], delta: float) -> float:
     """epsilon at `delta` of composing `releases` (the record's mechanisms: Gaussian groups, (epsilon, delta)s)."""
-    accountant = pld_privacy_accountant.PLDAccountant(value_discretization_interval=DISCRETISATION)
-    generic = []
-    for item in releases:
-        if item["kind"] == "subsampled_gaussian":
-            accountant.compose(_gaussian(item))
-        else:
-            generic.append(item)
-    if not generic:
-        return float(accountant.get_epsilon(delta))
-    loss = accountant._pld  # noqa: SLF001 - the composed PLD, to compose the generic (epsilon, delta) releases onto
-    for item in generic:
-        # No DpEvent exists for a generic (epsilon, delta) release: its worst-case privacy loss distribution.
-        release = privacy_loss_distribution.from_privacy_parameters(
-            common.DifferentialPrivacyParameters(float(item["epsilon"]), float(item["delta"])),
-            value_discretization_interval=DISCRETISATION)
-        loss = loss.compose(release.self_compose(int(item.get("count", 1))) if item.get("count", 1) > 1 else release)
-    return float(loss.get_epsilon_for_delta(delta))
+    keys = tuple(sorted(_release_key(item) for item in releases))
+    return float(_composed_loss(keys).get_epsilon_for_delta(delta))
 
 
 def run_epsilon(mechanism: dict[str, Any] | None, delta: float) -> float | None:
