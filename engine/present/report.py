@@ -163,7 +163,9 @@ def _render_report(record, config: RunConfig, runs, summary, info, metric, confi
         f"</title><style>{STYLE}</style></head><body>",
         f"<h1>Privacy budget decision: {html.escape(title)}</h1>",
         f"<p class=note>Run {html.escape(record['run_id'])}; exported {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
-        f"by Privacy Frontier engine {ENGINE_VERSION}.</p>",
+        f"by Privacy Frontier engine {ENGINE_VERSION}"
+        + (f"; decision record <code class=hash>{html.escape(str(decision['content_hash']))}</code>" if decision else "")
+        + ".</p>",
         "<h2>In plain language</h2>", *(f"<p>{_markdown_to_html(text)}</p>" for text in sentences),
         report_section(audit),
         _decision_section(decision),
