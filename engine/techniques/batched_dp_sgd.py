@@ -23,16 +23,18 @@ What each configuration keeps as its own, exactly as the per-run path (engine.te
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Hashable, Iterator, Sequence
 
+import psutil
 import torch
 from torch import nn
 
 from engine.config import RunConfig
 from engine.data import PreparedDataset
-from engine.measure import PeakMemory, Stopwatch
+from engine.measure import PeakMemory
 from engine.models import MLP, LogisticRegression
 from engine.privacy.accounting import epsilon_for, steps_and_sample_rate
 from engine.privacy.calibration import calibrated_noise
@@ -42,7 +44,8 @@ from engine.techniques.training import evaluate, model_for, seed_everything
 
 ENVIRONMENT_VARIABLE = "FRONTIER_BATCHED_DP_SGD"  # "1": dp-sgd table runs of one sweep train together
 BATCHED_MODELS = ("logreg", "mlp")  # stacks of linear layers with ReLU between them
-MAX_CONFIGS_PER_PASS = 64  # a larger group trains in passes of at most this many configurations
+MAX_CONFIGS_PER_PASS = 512  # a larger group trains in passes of at most this many configurations
+MEMORY_SHARE = 0.5  # of the device's free memory, at most, for one pass's estimated tensors
 # Torch threads on CPU during a pass. Its tensors are small (a few MB), so intra-op threads cost more than they
 # give: measured on the shared 2-core machine (load ~4), K = 6 adult MLPs, one epoch: 0.43 s with 1 thread, 13.8 s
 # with 2 (OpenMP threads spinning against the other work).
@@ -193,19 +196,32 @@ class StackedAdam:
 # --- Poisson samples --------------------------------------------------------------------------------------------
 def poisson_batches(n_rows: int, sample_rates: torch.Tensor, active: torch.Tensor,
                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each active configuration's own Poisson sample of the rows (rate q_k, independent draws): row indices
-    (K, B_max) and a mask (K, B_max) of the real rows (padding rows point at row 0 and are masked out)."""
+    """Each active configuration's own Poisson sample of the rows (each row kept independently with rate q_k): row
+    indices (K, B_max) in increasing order and a mask (K, B_max) of the real rows (padding points at row 0).
+
+    Drawn as the gaps between kept rows, which are geometric (failures before a success: floor(log U / log(1-q))),
+    so a step costs O(K n q) draws instead of K x n uniforms; the kept set has exactly the distribution of n
+    independent Bernoulli(q) draws. Blocks of gaps are drawn until every configuration has run past the last row."""
     device = sample_rates.device
-    chosen = torch.rand((len(sample_rates), n_rows), generator=generator, device=device) < sample_rates.unsqueeze(1)
-    chosen &= active.unsqueeze(1)  # (K, n): a configuration that has taken its steps draws nothing
-    counts = chosen.sum(1)  # (K,)
-    width = int(counts.max()) if len(counts) else 0
-    configs, rows = chosen.nonzero(as_tuple=True)  # (M,), (M,) in row order within each configuration
-    slots = chosen.cumsum(1)[configs, rows] - 1  # (M,): position of each drawn row in its configuration's batch
-    index = torch.zeros((len(sample_rates), width), dtype=torch.long, device=device)  # (K, B_max)
-    present = torch.zeros((len(sample_rates), width), dtype=torch.bool, device=device)  # (K, B_max)
-    index[configs, slots] = rows
-    present[configs, slots] = True
+    rates = sample_rates.double().clamp(0.0, 1.0)  # (K,)
+    log_miss = torch.log1p(-rates).unsqueeze(1)  # (K, 1): log(1 - q); 0 when q = 0, -inf when q = 1
+    expected = float((rates * n_rows).max()) if len(rates) else 0.0
+    block = int(expected + 6 * expected ** 0.5 + 16)  # gaps per draw: rarely needs a second block
+    positions = torch.full((len(rates), 1), -1.0, dtype=torch.float64, device=device)  # (K, 1): before row 0
+    blocks = []
+    while True:
+        uniform = 1.0 - torch.rand((len(rates), block), generator=generator, device=device, dtype=torch.float64)
+        failures = torch.floor(torch.log(uniform) / log_miss)  # (K, block): rows skipped before the next kept one
+        failures = torch.where(rates.unsqueeze(1) > 0, failures, torch.full_like(failures, float(n_rows)))
+        blocks.append(positions[:, -1:] + torch.cumsum(failures + 1, dim=1))  # (K, block): kept rows' positions
+        positions = blocks[-1]
+        if len(rates) == 0 or bool((positions[:, -1] >= n_rows).all()):
+            break
+    kept = torch.cat(blocks, dim=1)  # (K, M), increasing in each configuration
+    present = (kept < n_rows) & active.unsqueeze(1)  # (K, M): a configuration that has taken its steps draws nothing
+    width = int(present.sum(1).max()) if len(rates) else 0
+    present = present[:, :width]  # (K, B_max): each configuration's kept rows are a prefix
+    index = torch.where(present, kept[:, :width], torch.zeros_like(kept[:, :width])).long()  # (K, B_max)
     return index, present
 
 
@@ -215,9 +231,38 @@ def _threads(device: str) -> Iterator[None]:
     if device == "cpu":
         torch.set_num_threads(CPU_THREADS)
     try:
-        yield
+        with torch.no_grad():
+            yield
     finally:
         torch.set_num_threads(previous)
+
+
+# --- passes that fit in memory ----------------------------------------------------------------------------------
+def _bytes_per_config(config: RunConfig, data: PreparedDataset) -> int:
+    """A generous estimate of what one configuration adds to a pass (float32): its gathered rows and their
+    activations and backprops at a batch well above the expected one, its parameters, gradients, noise and Adam
+    moments, and the temporaries of one step (a factor of 2)."""
+    _, sample_rate = steps_and_sample_rate(data.n_train, config.batch_size, config.epochs)
+    rows = data.n_train * sample_rate
+    rows += 6 * rows ** 0.5 + 16  # (B_max): a Poisson batch rarely exceeds this
+    width = config.hidden_units if config.model == "mlp" else 0
+    params = (data.n_features + 1) * (width or data.n_classes) + ((width + 1) * data.n_classes if width else 0)
+    per_row = data.n_features + 1 + 4 * width + 4 * data.n_classes
+    return int(2 * 4 * (rows * per_row + 7 * params))
+
+
+def free_bytes(device: str) -> int:
+    """Memory a pass may use now: free CUDA memory (torch.cuda.mem_get_info), else available system memory."""
+    if device == "cuda":
+        return int(torch.cuda.mem_get_info()[0])
+    return int(psutil.virtual_memory().available)
+
+
+def configs_per_pass(configs: Sequence[RunConfig], data: PreparedDataset, device: str) -> int:
+    """How many configurations train together: at most MAX_CONFIGS_PER_PASS, and as many as MEMORY_SHARE of the
+    device's free memory holds at the largest configuration's estimate (at least one)."""
+    largest = max(_bytes_per_config(config, data) for config in configs)
+    return max(1, min(MAX_CONFIGS_PER_PASS, int(MEMORY_SHARE * free_bytes(device) // largest)))
 
 
 # --- one pass ---------------------------------------------------------------------------------------------------
@@ -233,102 +278,145 @@ class _Member:
     noise_multiplier: float
 
 
-def _member(config: RunConfig, data: PreparedDataset, context: RunContext) -> _Member:
+def _member(config: RunConfig, data: PreparedDataset, context: RunContext, calibrations: dict) -> _Member:
     steps, sample_rate = steps_and_sample_rate(data.n_train, config.batch_size, config.epochs)
-    noise_multiplier = calibrated_noise(
-        target_epsilon=config.target_epsilon, delta=config.delta, sample_rate=sample_rate, steps=steps,
-        accountant=config.accountant, cache=context.noise_cache,
-    )
+    question = (config.target_epsilon, config.delta, sample_rate, steps, config.accountant)
+    if question not in calibrations:  # a sweep asks it once per epsilon; the NoiseCache keeps it between sweeps
+        calibrations[question] = calibrated_noise(
+            target_epsilon=config.target_epsilon, delta=config.delta, sample_rate=sample_rate, steps=steps,
+            accountant=config.accountant, cache=context.noise_cache,
+        )
     return _Member(config=config, steps=steps, sample_rate=sample_rate, steps_per_epoch=steps // config.epochs,
-                   expected_batch=int(data.n_train * sample_rate), noise_multiplier=noise_multiplier)
+                   expected_batch=int(data.n_train * sample_rate), noise_multiplier=calibrations[question])
 
 
-def _train(members: list[_Member], data: PreparedDataset, context: RunContext,
-           on_progress: ConfigProgress | None) -> StackedNet:
-    """Train the members' stacked models for their own number of steps; returns the trained stack."""
-    device = context.device
-    models = []
-    for member in members:
-        seed_everything(member.config.seed)  # each model's initialisation as the per-run path makes it
-        models.append(model_for(member.config, data))
-    net = StackedNet.from_models(models)
-    net.set_parameters([p.to(device) for p in net.parameters()])
-    features = torch.from_numpy(data.x_train).to(device)  # (n, d)
-    labels = torch.from_numpy(data.y_train).to(device)  # (n,)
-    features_squared = features.square().sum(1)  # (n,): ||x_i||^2 of every training row, once
-    weights = torch.ones((len(members), data.n_classes), device=device)  # (K, classes)
-    for k, member in enumerate(members):
-        if (own := class_weights(member.config)) is not None:
-            weights[k] = torch.as_tensor(own, dtype=torch.float32, device=device)
+class _Pass:
+    """The members' stacked models, trained step by step; `advance` stops whenever configurations finish, so that
+    each is scored and recorded when it ends rather than when the pass ends."""
 
-    def per_config(values) -> torch.Tensor:
-        return torch.as_tensor(values, dtype=torch.float32, device=device)  # (K,)
+    def __init__(self, members: list[_Member], data: PreparedDataset, context: RunContext):
+        self.members, device = members, context.device
+        models = []
+        for member in members:
+            seed_everything(member.config.seed)  # each model's initialisation as the per-run path makes it
+            models.append(model_for(member.config, data))
+        self.net = StackedNet.from_models(models)
+        self.net.set_parameters([p.to(device) for p in self.net.parameters()])
+        self.features = torch.from_numpy(data.x_train).to(device)  # (n, d)
+        self.labels = torch.from_numpy(data.y_train).to(device)  # (n,)
+        self.features_squared = self.features.square().sum(1)  # (n,): ||x_i||^2 of every training row, once
+        self.class_weights = torch.ones((len(members), data.n_classes), device=device)  # (K, classes)
+        for k, member in enumerate(members):
+            if (own := class_weights(member.config)) is not None:
+                self.class_weights[k] = torch.as_tensor(own, dtype=torch.float32, device=device)
 
-    clip = per_config([m.config.max_grad_norm for m in members])
-    noise_std = per_config([m.noise_multiplier * m.config.max_grad_norm for m in members])
-    expected_batch = per_config([m.expected_batch for m in members])
-    sample_rates = per_config([m.sample_rate for m in members])
-    steps = torch.as_tensor([m.steps for m in members], device=device)  # (K,)
-    adam = StackedAdam(net.parameters(), torch.as_tensor([m.config.learning_rate for m in members], device=device))
-    sampling = context.randomness.torch_generator(device)  # secret: each configuration's Poisson samples
-    noise = context.randomness.torch_generator(device)  # secret: each configuration's Gaussian noise
-    for t in range(max(m.steps for m in members)):
-        active = steps > t  # (K,)
-        index, present = poisson_batches(len(labels), sample_rates, active, sampling)  # (K, B_max) each
-        x = features[index]  # (K, B_max, d)
-        y = labels[index]  # (K, B_max)
-        row_weights = weights.gather(1, y) * present  # (K, B_max): class weight, 0 on padding
-        sums, _ = clipped_gradients(net, x, y, row_weights, clip, features_squared[index])
-        grads = noised_gradients(sums, noise_std, expected_batch, noise)
-        net.set_parameters(adam.step(net.parameters(), grads, active))
-        if on_progress is not None:
-            for member in members:
-                if t < member.steps and (t + 1) % member.steps_per_epoch == 0:
-                    on_progress(member.config, (t + 1) / member.steps)
-    return net
+        def per_config(values) -> torch.Tensor:
+            return torch.as_tensor(values, dtype=torch.float32, device=device)  # (K,)
+
+        self.clip = per_config([m.config.max_grad_norm for m in members])
+        self.noise_std = per_config([m.noise_multiplier * m.config.max_grad_norm for m in members])
+        self.expected_batch = per_config([m.expected_batch for m in members])
+        self.sample_rates = per_config([m.sample_rate for m in members])
+        self.steps = torch.as_tensor([m.steps for m in members], device=device)  # (K,)
+        self.adam = StackedAdam(self.net.parameters(),
+                                torch.as_tensor([m.config.learning_rate for m in members], device=device))
+        self.sampling = context.randomness.torch_generator(device)  # secret: each configuration's Poisson samples
+        self.noise = context.randomness.torch_generator(device)  # secret: each configuration's Gaussian noise
+        self.t = 0  # steps taken by the pass
+        self.seconds = [0.0] * len(members)  # each member's share of the pass's training time so far
+
+    def advance(self, on_progress: ConfigProgress | None) -> list[int]:
+        """Step until at least one member has taken all its steps; those members' indices (empty: all done)."""
+        last = max(m.steps for m in self.members)
+        while self.t < last:
+            start = time.perf_counter()
+            t, active = self.t, self.steps > self.t  # (K,)
+            index, present = poisson_batches(len(self.labels), self.sample_rates, active, self.sampling)  # (K, B_max)
+            x = self.features[index]  # (K, B_max, d)
+            y = self.labels[index]  # (K, B_max)
+            row_weights = self.class_weights.gather(1, y) * present  # (K, B_max): class weight, 0 on padding
+            sums, _ = clipped_gradients(self.net, x, y, row_weights, self.clip, self.features_squared[index])
+            grads = noised_gradients(sums, self.noise_std, self.expected_batch, self.noise)
+            self.net.set_parameters(self.adam.step(self.net.parameters(), grads, active))
+            self.t += 1
+            running = [k for k, member in enumerate(self.members) if t < member.steps]
+            for k in running:  # the step's time, shared by the configurations it trained
+                self.seconds[k] += (time.perf_counter() - start) / len(running)
+            if on_progress is not None:
+                for k in running:
+                    member = self.members[k]
+                    if (t + 1) % member.steps_per_epoch == 0:
+                        on_progress(member.config, (t + 1) / member.steps)
+            finished = [k for k in running if self.members[k].steps == t + 1]
+            if finished:
+                return finished
+        return []
 
 
 def train_batched(configs: Sequence[RunConfig], data: PreparedDataset, *, context: RunContext,
                   on_progress: ConfigProgress | None = None) -> Iterator[tuple[RunConfig, RunResult | BaseException]]:
-    """Train `configs` (dp-sgd, one table model) in passes of at most MAX_CONFIGS_PER_PASS; yield each config's
-    result (or the exception it raised) as soon as it is scored."""
+    """Train `configs` (dp-sgd, one table model) in passes that fit in memory (configs_per_pass); yield each
+    config's result (or the exception it raised) as soon as it has taken its steps and been scored."""
     configs = list(configs)
-    for start in range(0, len(configs), MAX_CONFIGS_PER_PASS):
+    if not configs:
+        return
+    size = configs_per_pass(configs, data, context.device)
+    calibrations: dict[tuple, float] = {}  # equal calibration questions are asked once per call
+    epsilons: dict[tuple, float] = {}  # equal accounting inputs give equal epsilons: computed once
+    for start in range(0, len(configs), size):
         members: list[_Member] = []
-        for config in configs[start:start + MAX_CONFIGS_PER_PASS]:
+        for config in configs[start:start + size]:
             try:
-                members.append(_member(config, data, context))
+                members.append(_member(config, data, context, calibrations))
             except Exception as exc:  # e.g. no noise reaches this epsilon: this run fails, the others train
                 yield config, exc
-        if not members:
-            continue
+        if members:
+            yield from _train_pass(members, data, context, on_progress, epsilons)
+
+
+def _train_pass(members: list[_Member], data: PreparedDataset, context: RunContext,
+                on_progress: ConfigProgress | None, epsilons: dict) -> Iterator[tuple[RunConfig, RunResult | BaseException]]:
+    pending = set(range(len(members)))
+    with PeakMemory(context.device) as memory:  # the pass's peak, read as each member ends
         try:
-            with _threads(context.device), torch.no_grad(), PeakMemory(context.device) as memory, Stopwatch() as clock:
-                net = _train(members, data, context, on_progress)
-        except Exception as exc:
-            for member in members:
-                yield member.config, exc
-            continue
-        epsilons: dict[tuple, float] = {}  # equal accounting inputs give equal epsilons: computed once
-        for k, member in enumerate(members):
-            try:
-                outcome = _result(k, member, net, data, context, clock.seconds, memory.peak_mb, len(members), epsilons)
-            except Exception as exc:
-                outcome = exc
-            yield member.config, outcome
+            with _threads(context.device):
+                training = _Pass(members, data, context)
+            while pending:
+                with _threads(context.device):
+                    finished = training.advance(on_progress)
+                    outcomes = [(k, _outcome(k, training, data, context, memory, epsilons)) for k in finished]
+                if not finished:
+                    break
+                for k, outcome in outcomes:
+                    pending.discard(k)
+                    yield members[k].config, outcome
+        except Exception as exc:  # the pass failed: every member not yet recorded fails with it
+            for k in sorted(pending):
+                yield members[k].config, exc
 
 
-def _result(k: int, member: _Member, net: StackedNet, data: PreparedDataset, context: RunContext,
-            pass_seconds: float, peak_mb: float | None, size: int, epsilons: dict[tuple, float]) -> RunResult:
-    config = member.config
-    key = (member.noise_multiplier, member.sample_rate, member.steps, config.delta, config.accountant,
-           config.target_epsilon)
-    if key not in epsilons:
-        epsilons[key] = epsilon_for(noise_multiplier=member.noise_multiplier, sample_rate=member.sample_rate,
-                                    steps=member.steps, delta=config.delta, accountant=config.accountant,
-                                    epsilon_scale=config.target_epsilon)
-    model = net.load_into(k, model_for(config, data)).to(context.device)
-    metrics = evaluate(model, data, context.device)  # the per-run path's scoring (and the runner's score tap)
-    return RunResult(**metrics, train_seconds=pass_seconds / size, peak_memory_mb=peak_mb, device=context.device,
-                     epsilon=epsilons[key], noise_multiplier=member.noise_multiplier, sample_rate=member.sample_rate,
-                     steps=member.steps, extra={"batched_configs": size, "pass_seconds": round(pass_seconds, 3)})
+def _peak_mb(memory: PeakMemory, device: str) -> float | None:
+    """The pass's peak memory so far (PeakMemory's CPU sampler, or CUDA's allocator peak since the pass began)."""
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return max(memory.peak_mb or 0.0, psutil.Process().memory_info().rss / 2**20)
+
+
+def _outcome(k: int, training: _Pass, data: PreparedDataset, context: RunContext, memory: PeakMemory,
+             epsilons: dict) -> RunResult | BaseException:
+    member, config = training.members[k], training.members[k].config
+    try:
+        key = (member.noise_multiplier, member.sample_rate, member.steps, config.delta, config.accountant,
+               config.target_epsilon)
+        if key not in epsilons:
+            epsilons[key] = epsilon_for(noise_multiplier=member.noise_multiplier, sample_rate=member.sample_rate,
+                                        steps=member.steps, delta=config.delta, accountant=config.accountant,
+                                        epsilon_scale=config.target_epsilon)
+        model = training.net.load_into(k, model_for(config, data)).to(context.device)
+        metrics = evaluate(model, data, context.device)  # the per-run path's scoring (and the runner's score tap)
+        return RunResult(**metrics, train_seconds=training.seconds[k], peak_memory_mb=_peak_mb(memory, context.device),
+                         device=context.device, epsilon=epsilons[key], noise_multiplier=member.noise_multiplier,
+                         sample_rate=member.sample_rate, steps=member.steps,
+                         extra={"batched_configs": len(training.members)})
+    except Exception as exc:
+        return exc
