@@ -307,14 +307,16 @@ def exported_run(workspace: Workspace, values: Mapping[str, Any], upload_section
     return planned.run_ids[0]
 
 
-def gate(workspace: Workspace, policy, *, run_id: str | None = None, record: Any = None, source: str = ""):
-    """Every rule of `policy` (engine.gate.policy.GatePolicy) on a stored run, or on a filed decision record
-    (`record`, read from `source`); the figures recomputed with dp-accounting, the table rescanned."""
+def gate(workspace: Workspace, policy, *, run_id: str | None = None, record: Any = None, source: str = "",
+         filed: bool = True):
+    """Every rule of `policy` (engine.gate.policy.GatePolicy) on a stored run, or on a decision record (`record`,
+    read from `source`; `filed`: its hash is checked); the figures recomputed with dp-accounting, the table
+    rescanned."""
     from engine.gate.check import check_record_shape, gate_record
 
     if record is not None:
         return gate_record(policy, check_record_shape(record, source), uploads_dir=workspace.uploads_dir,
-                           source=f"decision record {source}", filed=True)
+                           source=f"decision record {source}", filed=filed)
     if not workspace.store_path.exists():
         raise ConfigError(f"No result store at {workspace.store_path}: run `frontier sweep` first or pass --store.")
     scope = None

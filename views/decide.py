@@ -14,6 +14,7 @@ from engine.workspace import Workspace
 from ui.audit import decide_audit
 from ui.common import page_runs, workspace
 from ui.decide_panel import candidates_table, constraints_form, excluded_table, headline
+from ui.gate_panel import gate_panel
 
 
 @st.cache_data(show_spinner="Composing every run of the sweep (dp-accounting PLD)…")
@@ -71,6 +72,8 @@ if not front.empty:
     st.plotly_chart(frontier_figure(front, reference, metric, chosen=(summary.epsilon, row["metric_mean"])),
                     key="decide_chart", width="stretch")
 
+gate_panel(path, signature, run_id, metric, constraints.scope, summary)
+
 st.subheader("Export")
 try:
     bundle = export(path, signature, run_id, metric, include_audit, summary)
@@ -84,6 +87,8 @@ with st.container(horizontal=True):
                        key="decide_download_config", icon=":material/download:")
     st.download_button("report.html", bundle.report_html, file_name="report.html", mime="text/html",
                        key="decide_download_report", icon=":material/download:")
+    st.download_button("decision.json", bundle.decision_json or "", file_name="decision.json",
+                       mime="application/json", key="decide_download_decision", icon=":material/download:")
 st.caption(f"`frontier sweep --config config.yaml` reproduces run `{run_id}`'s configuration and its accounting "
            f"(answered from the cache when this store holds it; retrained elsewhere, its metrics reproduce within seed "
            f"noise, not bit for bit: the noise is secret). The same export from a terminal: `frontier export {run_id} "
