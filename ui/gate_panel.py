@@ -12,8 +12,9 @@ import streamlit as st
 from engine import services
 from engine.gate.policy import GatePolicy, policy_for_decision
 from engine.workspace import Workspace
+from ui.text import literal
 
-STATUS = {"pass": "✅ pass", "fail": "❌ fail", "skip": "— skip"}
+STATUS = {"pass": "pass", "fail": "FAIL", "skip": "skip"}  # words: no emoji font is needed to read them
 
 
 @st.cache_data(show_spinner="Recomputing the figures with dp-accounting and rescanning the table…")
@@ -24,7 +25,8 @@ def _decision(path: str, signature: tuple, run_id: str, metric: str, scope, _sum
 @st.cache_data(show_spinner=False)
 def _outcome(path: str, signature: tuple, policy: GatePolicy, decision: dict):  # noqa: ARG001 - signature keys it
     outcome = services.gate(Workspace.at(path), policy, record=decision, source="the choice", filed=False)
-    return [(r.rule, r.status, r.line) for r in outcome.results]
+    # The record-hash rule is for a filed decision.json; here the record was just built.
+    return [(r.rule, r.status, r.line) for r in outcome.results if r.rule != "record-hash"]
 
 
 def _limits(default: GatePolicy) -> GatePolicy:
@@ -57,9 +59,13 @@ def gate_panel(path: str, signature: tuple, run_id: str, metric: str, scope, sum
     decision = _decision(path, signature, run_id, metric, scope, summary)
     policy = _limits(policy_for_decision(decision))
     results = pd.DataFrame(_outcome(path, signature, policy, decision), columns=["rule", "status", "what"])
-    failed = int((results["status"] == "fail").sum())
+    failures = results[results["status"] == "fail"]
     results["status"] = results["status"].map(STATUS)
-    (st.error if failed else st.success)(f"{failed} rule(s) fail" if failed else "The choice passes every rule.")
+    if failures.empty:
+        st.success("The choice passes every rule.")
+    else:  # each failure in full: the table cuts long lines
+        st.error(f"{len(failures)} rule(s) fail:\n\n" + "\n\n".join(f"**{rule}**: {literal(line)}" for rule, line in
+                                                                   zip(failures["rule"], failures["what"])))
     st.dataframe(results, hide_index=True, width="stretch", key="gate_results",
                  column_config={"what": st.column_config.TextColumn("what was found", width="large")})
     usage = (f"In CI, after retraining the exported config: frontier gate gate-policy.yaml --config config.yaml "
