@@ -43,6 +43,7 @@ from engine.config import RunConfig, SweepReport
 from engine.data import PreparedDataset
 from engine.errors import ConfigError, DataError, EngineError, StoreError
 from engine.measure import resolve_device
+from engine.runner.artefacts import write_artefacts
 from engine.runner.claims import Claims
 from engine.runner.events import ProgressCallback, ProgressEvent
 from engine.runner.plan import SweepPlan, prepared_data
@@ -325,6 +326,11 @@ class _Sweep:
                                       error=f"in another sweep: {record.get('error')}"))
 
     def record(self, run_id: str, config: RunConfig, outcome) -> None:
+        if isinstance(outcome, RunResult) and outcome.artefacts:  # files the run releases (engine.runner.artefacts)
+            try:
+                write_artefacts(Path(self.store.path).parent, run_id, outcome.artefacts)
+            except StoreError as exc:  # recorded as failed, saying why: never a record without its table
+                outcome = exc
         record = make_record(run_id, config, self.data, outcome, self.device, self.columns)
         record["extra"] = {**(record.get("extra") or {}), "trained_by": self.claims.owner}
         if self.fault is None:

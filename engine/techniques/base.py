@@ -82,6 +82,9 @@ class RunResult:
     sample_rate: float | None = None
     steps: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # technique-specific measurements
+    # Files the run releases beside its record, {kind: bytes} (dp-synthetic: its table): written by the runner to
+    # the workspace folder (engine.runner.artefacts), never into the store.
+    artefacts: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         privacy = f", epsilon={self.epsilon:.4g}" if self.epsilon is not None else ""

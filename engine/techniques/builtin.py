@@ -3,6 +3,7 @@
 from engine.techniques.baseline import Baseline
 from engine.techniques.diffprivlib_models import DPLogisticRegression, DPNaiveBayes, DPRandomForest
 from engine.techniques.dp_sgd import DPSGD
+from engine.techniques.dp_synthetic import DPSynthetic
 from engine.techniques.federated import DPFedAvg, FedAvgTechnique, FedDPSGD, FedProxTechnique
 from engine.techniques.single_silo import SingleSilo
 from engine.techniques.he_inference import HEInference
@@ -21,4 +22,5 @@ BUILTIN_TECHNIQUES = {
     "dp-fedavg": DPFedAvg,
     "single-silo": SingleSilo,
     "he-inference": HEInference,
+    "dp-synthetic": DPSynthetic,
 }
