@@ -258,3 +258,16 @@ def test_a_missing_store_or_policy_is_exit_2(stores, tmp_path):
     assert code == 2 and "No result store" in output
     code, output = _gate(tmp_path / "nope.yaml", "--run", "x", "--store", stores["heart"])
     assert code == 2 and "does not exist" in output
+
+
+def test_the_readme_policy_and_pipeline_read_as_written():
+    import yaml
+
+    from engine.gate.policy import read_policy
+
+    blocks = (ROOT / "README.md").read_text().split("```yaml\n")
+    policy = next(block.split("```")[0] for block in blocks if block.startswith("# policy.yaml"))
+    assert read_policy(policy, "README").max_epsilon == 4
+    pipeline = yaml.safe_load(next(block.split("```")[0] for block in blocks if "privacy-gate.yml" in block[:60]))
+    steps = " ".join(str(step.get("run", "")) for step in pipeline["jobs"]["retrain-and-gate"]["steps"])
+    assert "frontier sweep --config" in steps and "frontier gate" in steps and "--junit" in steps
