@@ -7,7 +7,14 @@ per-run sweep of the same grid through the runner.
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
 import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,13 +23,15 @@ from opacus.optimizers import DPOptimizer
 
 from conftest import QUICK
 from engine.models.loss import cross_entropy
-from engine.privacy.randomness import ReplayableRandomness
+from engine.privacy.randomness import ReplayableRandomness, SecretRandomness
 from engine.runner.records import open_store
 from engine.techniques import batched_dp_sgd as batched
 from engine.techniques.base import RunContext
 from engine.techniques.dp_sgd import DPSGD
 from engine.techniques.training import model_for, seed_everything
-from engine_support import expand, make_spec, prepared_data, run_sweep
+from engine_support import expand, make_spec, plan_sweep, prepared_data, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -191,3 +200,108 @@ def test_batched_sweep_equals_per_run_sweep(tmp_path, monkeypatch):
         assert (together[run_id].get("extra") or {}).get("batched_configs") == 8
     mean = lambda runs: statistics.mean(r["accuracy"] for r in runs.values())  # noqa: E731
     assert abs(mean(together) - mean(per_run)) < 0.04
+
+
+def test_poisson_samples_keep_each_row_with_its_own_rate():
+    """The geometric-gap draw is Bernoulli(q_k) per row and configuration: every row's inclusion frequency and the
+    batch sizes' mean and variance match n q and n q (1 - q); rows are increasing, q = 0 and q = 1 are exact."""
+    n, draws = 200, 3000
+    rates = torch.tensor([0.0, 0.02, 0.25, 1.0])
+    generator = torch.Generator().manual_seed(7)  # a test's own generator: the product's is secret
+    counts, sizes = torch.zeros(4, n), torch.zeros(draws, 4)
+    for draw in range(draws):
+        index, present = batched.poisson_batches(n, rates, torch.tensor([True] * 4), generator)
+        for k in range(4):
+            rows = index[k][present[k]]
+            assert bool((rows[1:] > rows[:-1]).all())
+            counts[k, rows] += 1
+            sizes[draw, k] = len(rows)
+    frequency = counts / draws  # (4, n)
+    assert frequency[0].max() == 0 and frequency[3].min() == 1
+    for k in (1, 2):
+        q = float(rates[k])
+        spread = (q * (1 - q) / draws) ** 0.5  # one row's inclusion frequency: binomial standard error
+        assert (frequency[k] - q).abs().max() < 5 * spread
+        assert abs(sizes[:, k].mean() - n * q) < 5 * (n * q * (1 - q) / draws) ** 0.5
+        assert sizes[:, k].var() == pytest.approx(n * q * (1 - q), rel=0.15)
+    index, present = batched.poisson_batches(n, rates, torch.tensor([True, True, False, True]), generator)
+    assert present[2].sum() == 0  # a configuration that has taken its steps draws nothing
+
+
+def test_noise_and_sampling_come_from_secret_randomness():
+    """Two batched trainings of the same configurations and seeds differ (the noise and samples are secret, never
+    the seed); replayable generators, a test's tool only, give identical ones."""
+    configs = _configs(epsilons=(1.0,), epochs=1)
+    data = prepared_data(configs[0])
+
+    def weights(randomness):
+        members = [batched._member(c, data, RunContext(device="cpu"), {}) for c in configs]
+        training = batched._Pass(members, data, RunContext(device="cpu", randomness=randomness))
+        with torch.no_grad():
+            training.advance(None)
+        return torch.cat([p.flatten() for p in training.net.parameters()])
+
+    assert not torch.equal(weights(SecretRandomness()), weights(SecretRandomness()))
+    assert torch.equal(weights(ReplayableRandomness(3)), weights(ReplayableRandomness(3)))
+
+
+def test_each_run_is_yielded_when_it_finishes_and_passes_fit_in_memory(monkeypatch):
+    """A 1-epoch run is scored and handed on while a 3-epoch run of the same pass is still training; a group larger
+    than the memory allows trains in several passes, each run still its own result."""
+    configs = [*_configs(epochs=1, seeds=(0,)), *_configs(epochs=3, seeds=(1,))]  # eps 1, 4 at each
+    data = prepared_data(configs[0])
+    events = []
+    for config, outcome in batched.train_batched(configs, data, context=RunContext(device="cpu"),
+                                                 on_progress=lambda c, f: events.append(("progress", c.epochs, f))):
+        assert not isinstance(outcome, BaseException)
+        events.append(("result", config.epochs, outcome.extra["batched_configs"]))
+    first_long_epoch = events.index(("progress", 3, pytest.approx(1 / 3)))
+    short_results = [at for at, event in enumerate(events) if event[:2] == ("result", 1)]
+    long_second_epoch = events.index(("progress", 3, pytest.approx(2 / 3)))
+    assert len(short_results) == 2 and all(first_long_epoch < at < long_second_epoch for at in short_results)
+
+    one_config = batched._bytes_per_config(configs[0], data)
+    monkeypatch.setattr(batched, "free_bytes", lambda device: int(2.5 * one_config / batched.MEMORY_SHARE))
+    assert batched.configs_per_pass(configs, data, "cpu") == 2
+    sizes = [outcome.extra["batched_configs"] for _, outcome in batched.train_batched(
+        configs, data, context=RunContext(device="cpu"))]
+    assert sorted(sizes) == [2, 2, 2, 2]
+
+
+def test_killing_a_batched_sweep_keeps_every_finished_run(tmp_path):
+    """A real sweep process (the CLI), batched: the 1-epoch runs are recorded when they end, while the 20,000-epoch
+    runs of the same pass go on; SIGKILL then keeps them, and a rerun finds them cached."""
+    store_path = tmp_path / "killed.sqlite"
+    grid = dict(dataset="breast-cancer", techniques=("dp-sgd",), epsilons=(1.0, 4.0), clipping_norms=(1.0,),
+                seeds=(0,), epochs=(1, 20000), batch_size=32, accountant="rdp")
+    command = [sys.executable, "-m", "engine.cli", "sweep", "--dataset", "breast-cancer", "--technique", "dp-sgd",
+               "--epsilon", "1,4", "--clip", "1", "--seeds", "0", "--epochs", "1,20000", "--batch-size", "32",
+               "--accountant", "rdp", "--device", "cpu", "--quiet", "--store", str(store_path)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONWARNINGS": "ignore", batched.ENVIRONMENT_VARIABLE: "1"})
+
+    def finished() -> int:
+        try:
+            with sqlite3.connect(store_path, timeout=5) as db:
+                return db.execute("SELECT count(*) FROM runs WHERE status = 'ok'").fetchone()[0]
+        except sqlite3.DatabaseError:  # not created yet
+            return 0
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None and finished() < 2:
+            time.sleep(0.1)
+        assert finished() == 2 and process.poll() is None, "the short runs were not recorded while the long ones trained"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    with open_store(store_path) as store:
+        assert store.integrity_check() == "ok"
+        kept = store.records(status="ok")
+        assert sorted(record["epochs"] for record in kept) == [1, 1]
+        assert all(record["extra"]["batched_configs"] == 4 for record in kept)
+    plan = plan_sweep(make_spec(**grid), store_path)
+    assert len(plan.cached_ids) == 2 and len(plan.configs) == 4
