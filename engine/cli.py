@@ -265,6 +265,7 @@ def build_app() -> typer.Typer:
     app.command("verify")(verify)
     app.command("gate")(gate_command)
     app.command("audit")(audit_command)
+    app.command("synth")(synth_command)
     return app
 
 
@@ -452,6 +453,28 @@ def verify(
                + ("every figure holds." if result.ok else f"{len(result.findings)} problem(s)."))
     if not result.ok:
         raise typer.Exit(1)
+
+
+def synth_command(
+    run_id: str = typer.Argument(..., help="A dp-synthetic run (see `frontier results`)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the synthetic table (CSV)."),
+    store: Optional[Path] = typer.Option(None, help=STORE_HELP),
+) -> None:
+    """Write a dp-synthetic run's synthetic table as CSV: the one artefact safe to share at the run's epsilon."""
+    import gzip
+
+    from engine import services
+    from engine.present.synthetic import share_sentence
+
+    try:
+        path, record = services.synthetic_table(Workspace.at(store), run_id)
+        out.write_bytes(gzip.decompress(path.read_bytes()))
+    except EngineError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(f"Cannot write {out} ({exc.strerror or exc}): choose a writable path.")
+    typer.echo(f"wrote {out}")
+    typer.echo(share_sentence(record))
 
 
 def gate_command(

@@ -6,6 +6,7 @@ or to `launch` (a background job the dashboard follows). Every function takes th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
@@ -30,6 +31,7 @@ from engine.jobs.estimate import SweepEstimate, estimate_plan
 from engine.present.audit import released_finding
 from engine.present.report import ExportBundle, build_export
 from engine.runner.events import ProgressCallback
+from engine.runner.artefacts import artefact_path
 from engine.runner.cluster import ClusterSettings
 from engine.runner.execute import run_plan
 from engine.runner.ray_backend import trainer_for
@@ -151,6 +153,22 @@ def runs_signature(workspace: Workspace) -> tuple:
 def records(workspace: Workspace, **filters) -> list[dict[str, Any]]:
     with ResultStore(workspace.store_path, create=False) as store:
         return store.records(**filters)
+
+
+def synthetic_table(workspace: Workspace, run_id: str) -> tuple[Path, dict[str, Any]]:
+    """The stored synthetic table of a dp-synthetic run (gzipped CSV beside the store) and the run's record."""
+    found = records(workspace, run_ids=[run_id]) if workspace.store_path.exists() else []
+    if not found:
+        raise ConfigError(f"No run {run_id!r} in {workspace.store_path}: pick one from `frontier results`.")
+    record = found[0]
+    if record.get("technique") != "dp-synthetic" or record.get("status") != "ok":
+        raise ConfigError(f"Run {run_id} is a {record.get('status')} {record.get('technique')} run: only successful "
+                          "dp-synthetic runs make a synthetic table.")
+    path = artefact_path(workspace.folder, "synthetic", run_id)
+    if not path.exists():
+        raise ConfigError(f"The synthetic table of run {run_id} is not at {path} (the store was moved without its "
+                          "folder?): move it back, or train the run again in a fresh store.")
+    return path, record
 
 
 def verify(workspace: Workspace, dataset: str | None = None):

@@ -1,0 +1,22 @@
+"""Words for a dp-synthetic run's table: what it is safe for, and how faithful it is."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+FIDELITY_LABELS = {"synth_tvd_1way": "1-way TVD", "synth_tvd_2way": "2-way TVD",
+                   "synth_downstream_gap": "downstream gap"}
+FIDELITY_CAPTION = ("Fidelity of each synthetic table to the training rows it was made from: mean total variation "
+                    "distance over every 1-way and 2-way marginal of the binned table (0 = identical, 1 = disjoint), "
+                    "and the downstream gap (the same model trained on the real rows, minus trained on the synthetic "
+                    "rows, in test accuracy). These are measured on the private rows: evaluation, not covered by ε.")
+
+
+def share_sentence(record: Mapping[str, Any]) -> str:
+    """Why this table, and only it, may be handed to anyone: it carries the run's guarantee."""
+    epsilon, delta = float(record["epsilon"]), float(record.get("delta") or 0.0)
+    return (f"This synthetic table is the one artefact of the product that is safe to hand to anyone at its "
+            f"guarantee: it is (ε = {epsilon:.3g}, δ = {delta:.0e})-differentially private with respect to the "
+            f"{record.get('n_train')} training rows of {record.get('dataset')} (MST, zCDP composed by dp-accounting), "
+            "and anything computed from it stays so. Its rows are sampled, not real records; numeric values are drawn "
+            "inside public bins, and the label column holds the class index (1 = the positive class).")
