@@ -153,3 +153,18 @@ def test_a_choice_within_a_random_search_claims_its_tuning_aware_figure_recomput
     release = next(result for result in outcome.results if result.rule == "release-epsilon")
     if tuning["epsilon"] < decision["privacy"]["composed"]["epsilon"]:
         assert "tuning-aware" in release.line
+
+
+@pytest.mark.parametrize("damage", ["drop mechanism", "text steps", "not a record"])
+def test_a_damaged_record_is_bad_input_not_a_failed_rule(exported, tmp_path, damage):
+    decision = json.loads(json.dumps(exported["decision"]))
+    if damage == "drop mechanism":
+        del decision["privacy"]["mechanism"]
+    elif damage == "text steps":
+        decision["privacy"]["mechanism"]["steps"] = "many"
+    else:
+        decision = {"kind": "something else"}
+    (tmp_path / "policy.yaml").write_text("max_epsilon: 5\n")
+    (tmp_path / "decision.json").write_text(json.dumps(decision))
+    code, output = _gate(tmp_path / "policy.yaml", "--record", tmp_path / "decision.json")
+    assert code == 2 and output.startswith("error: ") and len(output.strip().splitlines()) == 1, output

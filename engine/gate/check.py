@@ -31,9 +31,17 @@ def check_record_shape(record: Any, source: str) -> dict[str, Any]:
 def gate_record(policy: GatePolicy, record: dict[str, Any], *, uploads_dir: Path | None, source: str,
                 filed: bool = False) -> GateOutcome:
     """Every rule of `policy` on `record`; `filed`: a decision.json read from a file, whose hash is checked."""
-    hash_holds = record.get(HASH_FIELD) == content_hash(record) if filed else None
-    evidence = Evidence(record=record, recomputed=recompute(record, policy.delta),
-                        identifiers=scan_training_columns(record["dataset"]["name"], uploads_dir),
-                        hash_holds=hash_holds)
+    try:
+        hash_holds = record.get(HASH_FIELD) == content_hash(record) if filed else None
+        evidence = Evidence(record=record, recomputed=recompute(record, policy.delta),
+                            identifiers=scan_training_columns(record["dataset"]["name"], uploads_dir),
+                            hash_holds=hash_holds)
+        results = tuple(check(policy, evidence))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if not filed or isinstance(exc, ConfigError):
+            raise
+        # A hand-edited record missing a field or holding a wrong type: bad input, not a failed rule.
+        raise ConfigError(f"{source} is not a complete decision record ({type(exc).__name__}: {exc}): give the "
+                          "decision.json that `frontier export` wrote.") from None
     return GateOutcome(source=source, run_id=record["run_id"], policy=policy, recomputed=evidence.recomputed,
-                       results=tuple(check(policy, evidence)), content_hash=record.get(HASH_FIELD))
+                       results=results, content_hash=record.get(HASH_FIELD))
