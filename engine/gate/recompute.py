@@ -20,7 +20,7 @@ from dp_accounting import dp_event
 from dp_accounting.pld import common, pld_privacy_accountant, privacy_loss_distribution
 from dp_accounting.rdp import rdp_privacy_accountant
 
-DISCRETISATION = 1e-4  # PLD's value grid: pessimistic, so an upper bound tight to ~0.01% of epsilon here
+DISCRETISATION = 1e-3  # PLD value grid: pessimistic (an upper bound, ~0.1% of epsilon here); 1e-4 took 13 s for 20 mechanisms
 
 
 @dataclass(frozen=True)
