@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from engine import services
+from engine.errors import EngineError
 from engine.gate.policy import GatePolicy, policy_for_decision
 from engine.workspace import Workspace
 from ui.text import literal
@@ -56,9 +57,13 @@ def _limits(default: GatePolicy) -> GatePolicy:
 def gate_panel(path: str, signature: tuple, run_id: str, metric: str, scope, summary) -> None:
     """Which rules of a policy the chosen run passes, and that policy as a file for CI."""
     st.subheader("Privacy gate")
-    decision = _decision(path, signature, run_id, metric, scope, summary)
-    policy = _limits(policy_for_decision(decision))
-    results = pd.DataFrame(_outcome(path, signature, policy, decision), columns=["rule", "status", "what"])
+    try:
+        decision = _decision(path, signature, run_id, metric, scope, summary)
+        policy = _limits(policy_for_decision(decision))
+        results = pd.DataFrame(_outcome(path, signature, policy, decision), columns=["rule", "status", "what"])
+    except EngineError as exc:  # e.g. an upload deleted since: its table cannot be rescanned
+        st.error(literal(exc.describe()))
+        return
     failures = results[results["status"] == "fail"]
     results["status"] = results["status"].map(STATUS)
     if failures.empty:
