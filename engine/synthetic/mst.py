@@ -18,6 +18,7 @@ import itertools
 from dataclasses import dataclass, field
 
 import jax
+import networkx as nx
 import numpy as np
 
 jax.config.update("jax_enable_x64", True)  # mbi's estimation stalls in float32 on tables this size (its warning)
@@ -28,7 +29,6 @@ from mbi.estimation import MirrorDescent  # noqa: E402
 from scipy.cluster.hierarchy import DisjointSet  # noqa: E402
 from scipy.special import logsumexp  # noqa: E402
 
-SELECT_ITERS = 1000  # mirror-descent steps for the 1-way model that scores the candidate pairs
 FINAL_ITERS = 3000  # for the model the table is sampled from (private-pgm: 10000; adult converges well before)
 
 
@@ -94,18 +94,32 @@ def exponential_mechanism(scores: np.ndarray, epsilon: float, rng: np.random.Gen
     return int(rng.choice(scores.size, p=np.exp(logits - logsumexp(logits))))
 
 
+def simplex_projection(counts: np.ndarray, total: float) -> np.ndarray:
+    """The closest vector (L2) to `counts` that is non-negative and sums to `total`."""
+    ordered = np.sort(counts)[::-1]
+    cumulative = np.cumsum(ordered) - total
+    last = np.flatnonzero(ordered - cumulative / np.arange(1, counts.size + 1) > 0)[-1]
+    return np.maximum(counts - cumulative[last] / (last + 1), 0.0)
+
+
 def select(data: Dataset, rho: float, oneway: list[LinearMeasurement], rng: np.random.Generator, ledger: Ledger,
            total: float) -> list[tuple[str, str]]:
-    """A spanning tree of attribute pairs, one exponential mechanism per edge, spending `rho` in all."""
-    model = MirrorDescent().estimate(data.domain, oneway, known_total=total, iters=SELECT_ITERS)
-    # The model has 1-way cliques only, so a pair's estimate is the outer product of its two estimated 1-way
-    # marginals (asking mbi for each pair compiled one program per pair: 100 s on adult instead of 0.1 s).
-    oneway_estimates = {column: np.asarray(model.project((column,)).datavector(), dtype=np.float64)
-                        for column in data.domain.attributes}
+    """A spanning tree of attribute pairs, one exponential mechanism per edge, spending `rho` in all.
+
+    A pair's score is how badly independence explains it: the L1 distance between its true counts and the product
+    of the two noisy 1-way marginals (each projected onto counts summing to the table size; private-pgm fits an
+    mbi model to the 1-way measurements, which for 1-way cliques alone is this product up to how a merged value is
+    weighted, and took 7-10 s of JAX compilation). Sensitivity 1: one row moves one true count by one."""
+    estimates = {}
+    for measurement in oneway:
+        (column,) = measurement.clique
+        noisy = np.asarray(measurement.noisy_measurement, dtype=np.float64)
+        weights = np.asarray(getattr(measurement.query, "weights", np.ones_like(noisy)), dtype=np.float64)
+        estimates[column] = simplex_projection(noisy / weights, total) / total  # a merged value: its summed count
     candidates = list(itertools.combinations(data.domain.attributes, 2))
     errors = {}
-    for a, b in candidates:  # how badly independence explains each pair: the L1 error, sensitivity 1
-        estimated = np.outer(oneway_estimates[a], oneway_estimates[b]).ravel() / total
+    for a, b in candidates:
+        estimated = np.outer(estimates[a], estimates[b]).ravel() * total
         errors[a, b] = float(np.abs(np.asarray(data.project((a, b)).datavector()) - estimated).sum())
     attributes = list(data.domain.attributes)
     forest = DisjointSet(attributes)
@@ -130,10 +144,30 @@ def mst(data: Dataset, rho: float, rng: np.random.Generator, *, rows: int, iters
     edges = select(compressed, rho / 3, oneway, rng, ledger, total)
     twoway = measure(compressed, edges, sigma, rng, ledger)
     model = MirrorDescent().estimate(compressed.domain, oneway + twoway, known_total=total, iters=iters)
-    # Sampling is post-processing of the fitted model; mbi draws it from NumPy's global generator.
-    synthetic = model.synthetic_data(rows=rows)
-    codes = {column: np.asarray(synthetic.data[column], dtype=np.int64) for column in data.domain.attributes}
+    codes = sample_tree(model, edges, list(data.domain.attributes), rows, rng)
     return decompress(codes, mapping, rng), ledger, [list(edge) for edge in edges]
+
+
+def sample_tree(model, edges: list[tuple[str, str]], attributes: list[str], rows: int,
+                rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`rows` i.i.d. records of the fitted tree model (post-processing): the first attribute from its marginal, then
+    each attribute given its parent along the tree, from the model's marginal on their edge (one of its cliques).
+    mbi's own sampler compiled a program per attribute (~10 s) and draws from NumPy's global generator."""
+    tree = nx.Graph()
+    tree.add_nodes_from(attributes)
+    tree.add_edges_from(edges)
+    codes: dict[str, np.ndarray] = {}
+    root = attributes[0]
+    marginal = np.clip(np.asarray(model.project((root,)).datavector(), dtype=np.float64), 0.0, None)
+    codes[root] = rng.choice(marginal.size, size=rows, p=marginal / marginal.sum())
+    for parent, child in nx.bfs_edges(tree, root):
+        joint = np.clip(np.asarray(model.project((parent, child)).datavector(flatten=False), dtype=np.float64), 0, None)
+        sums = joint.sum(axis=1, keepdims=True)  # (parent values, 1)
+        conditional = np.where(sums > 0, joint / np.where(sums > 0, sums, 1.0), 1.0 / joint.shape[1])
+        cumulative = np.cumsum(conditional, axis=1)[codes[parent]]  # (rows, child values)
+        drawn = (rng.random(rows)[:, None] * cumulative[:, -1:] > cumulative).sum(axis=1)
+        codes[child] = np.minimum(drawn, joint.shape[1] - 1)
+    return codes
 
 
 def mbi_dataset(codes: dict[str, np.ndarray], shape: dict[str, int]) -> Dataset:
