@@ -59,7 +59,7 @@ def _gate(*args) -> tuple[int, str]:
 
 def test_the_record_holds_the_evidence_and_a_hash_anyone_can_recompute(exported):
     decision = exported["decision"]
-    body = {key: value for key, value in decision.items() if key != "content_hash"}
+    body = {key: value for key, value in decision.items() if key not in ("content_hash", "sign_off")}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     assert decision["content_hash"] == "sha256:" + hashlib.sha256(canonical).hexdigest()
     privacy, dataset, utility = decision["privacy"], decision["dataset"], decision["utility"]
@@ -117,8 +117,13 @@ def test_a_filed_record_passes_the_policy_derived_from_it_and_a_changed_one_fail
     shutil.copy(exported["out"] / "decision.json", record)
     code, output = _gate(tmp_path / "policy.yaml", "--record", record)
     assert code == 0 and "PASS record-hash" in output, output
-    signed = dict(decision, sign_off={**decision["sign_off"], "decided_by": "someone else"})
+    # Signing the filed copy keeps its hash: the hash covers the evidence, not the sign-off.
+    signed = dict(decision, sign_off={**decision["sign_off"], "decided_by": "A. Officer", "approved_at": "2026-12-03"})
     record.write_text(json.dumps(signed))
+    code, output = _gate(tmp_path / "policy.yaml", "--record", record)
+    assert code == 0 and "PASS record-hash" in output, output
+    edited = dict(signed, dataset={**decision["dataset"], "rows_train": decision["dataset"]["rows_train"] + 1})
+    record.write_text(json.dumps(edited))
     code, output = _gate(tmp_path / "policy.yaml", "--record", record)
     fails = [line for line in output.splitlines() if line.startswith("FAIL")]
     assert code == 1 and len(fails) == 1 and fails[0].startswith("FAIL record-hash: "), output

@@ -6,8 +6,9 @@ they came from), the run's epsilon, delta and accountant with the mechanism's re
 release on the same rows (so that the composed figure can be recomputed from the record alone), the random
 search's trials behind a tuning-aware figure, the audit's verdict, the trivial and baseline references, library
 versions, an epsilon-registry entry and blank sign-off fields. `content_hash` is the sha256 of the canonical JSON
-(sorted keys, no spaces, UTF-8) of everything but `content_hash` itself: any change to the record, sign-off
-included, changes it.
+(sorted keys, no spaces, UTF-8) of the evidence: everything but `content_hash` and `sign_off`. Any change to the
+evidence changes it; filling the sign-off fields in the filed copy does not, so a signature names the hash of what
+was signed and the signed copy still passes `frontier gate --record`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from engine.privacy.tuning import ACCOUNTANT_NAME as TUNING_ACCOUNTANT
 RECORD_KIND = "privacy-frontier decision record"
 RECORD_FORMAT = 1
 HASH_FIELD = "content_hash"
+SIGN_OFF_FIELD = "sign_off"  # filled in by people after the export: outside the hash
 SIGN_OFF = {"decided_by": "", "role": "", "decided_at": "", "approved_by": "", "approved_at": "", "notes": ""}
 
 
@@ -46,7 +48,7 @@ def _plain(value: Any) -> Any:
 
 
 def canonical_json(record: dict[str, Any]) -> bytes:
-    body = {key: value for key, value in record.items() if key != HASH_FIELD}
+    body = {key: value for key, value in record.items() if key not in (HASH_FIELD, SIGN_OFF_FIELD)}
     return json.dumps(_plain(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8")
 
@@ -186,6 +188,6 @@ def build_decision_record(run: dict[str, Any], info: DatasetInfo, *, metric: str
         "utility": _utility(run, summary, metric), "audit": _audit(audit, include_audit),
         "versions": run.get("versions") or {},
         "registry_entry": registry_entry(run, dataset, privacy) if summary is not None else None,
-        "sign_off": dict(SIGN_OFF),
+        SIGN_OFF_FIELD: dict(SIGN_OFF),
     }
     return with_hash(record)

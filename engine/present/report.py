@@ -115,10 +115,10 @@ def _decision_section(decision: dict | None) -> str:
         "<h2>Decision record</h2>",
         f"<p>decision.json (filed beside this report) has the content hash <code class=hash>"
         f"{html.escape(str(decision.get('content_hash')))}</code>: sha256 of its canonical JSON (sorted keys, no spaces, "
-        "UTF-8) without the hash field. <code>frontier gate POLICY.yaml --record decision.json</code> checks it and "
+        "UTF-8) of the evidence: every field but the hash and the sign-off. <code>frontier gate POLICY.yaml --record decision.json</code> checks it and "
         "recomputes every privacy figure in it.</p>",
         "<h3>Epsilon registry entry</h3>", registry_html(decision.get("registry_entry")),
-        "<h3>Sign-off</h3><p class=note>To fill in on the filed copy (doing so in decision.json changes its hash).</p>",
+        "<h3>Sign-off</h3><p class=note>To fill in on the filed copy, or in decision.json's sign_off fields: the sign-off is outside the hash, so the signed record keeps it.</p>",
         f"<table class=signoff>{blank}</table>",
     ])
 
