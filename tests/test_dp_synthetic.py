@@ -10,6 +10,7 @@ import dataclasses
 import gzip
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -153,3 +154,20 @@ def test_the_domain_comes_from_the_catalogue_not_the_rows(synthetic_run):
     assert synth_domain(other_rows, 16).shape == synth_domain(data, 16).shape
     assert synth_domain(data, 16).shape["duration_in_month"] == 16 and synth_domain(data, 7).shape["purpose"] == \
         len(get_dataset_info(DATASET).categorical["purpose"]) + 1
+
+
+def test_the_frontier_page_shows_fidelity_and_offers_the_table(synthetic_run, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    workspace, _, record, _ = synthetic_run
+    monkeypatch.setenv("FRONTIER_STORE", str(workspace.store_path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/frontier.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Synthetic data: fidelity, and the table itself" in [header.value for header in at.subheader]
+    (shown,) = [frame.value for frame in at.dataframe if "2-way TVD" in frame.value.columns]
+    assert list(shown["run_id"]) == [record["run_id"]] and shown["2-way TVD"].iloc[0] == record["synth_tvd_2way"]
+    assert any("safe to hand to anyone" in caption.value for caption in at.caption)
+    assert at.get("download_button")  # the table's download (its bytes are served by Streamlit's media store)

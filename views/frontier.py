@@ -6,13 +6,15 @@ import pandas as pd
 import streamlit as st
 
 from engine.analysis.encrypted_inference import HE_MEASURES, he_view
+from engine.analysis.synthetic import synthetic_view
 from engine.analysis.frontier import (available_costs, clipping_grid, cost_metrics, cost_view, frontier_view,
                                       local_global_view)
 from engine.present.charts import clipping_heatmap, cost_figure, frontier_figure, local_global_figure
 from engine.present.labels import METRIC_LABELS
 from engine.techniques.registry import get_technique_class, technique_names
 from ui.audit import audit_overlay, audit_panel
-from ui.common import page_runs
+from ui.common import page_runs, workspace
+from ui.synthetic import synthetic_panel
 
 st.title("Frontier")
 st.caption("Each point is one configuration, pooled over its seeds. Lower ε is stronger privacy; the dashed line "
@@ -94,6 +96,8 @@ else:
     else:
         st.plotly_chart(clipping_heatmap(grid, metric), key="frontier_heatmap", width="stretch")
         st.caption(f"Mean {label} over seeds for each target ε and clipping norm C.")
+
+synthetic_panel(synthetic_view(runs, dataset), workspace(), dataset)  # fidelity, and the table to download
 
 encrypted = he_view(runs, dataset)
 if not encrypted.empty:
