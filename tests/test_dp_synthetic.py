@@ -171,3 +171,11 @@ def test_the_frontier_page_shows_fidelity_and_offers_the_table(synthetic_run, mo
     assert list(shown["run_id"]) == [record["run_id"]] and shown["2-way TVD"].iloc[0] == record["synth_tvd_2way"]
     assert any("safe to hand to anyone" in caption.value for caption in at.caption)
     assert at.get("download_button")  # the table's download (its bytes are served by Streamlit's media store)
+
+
+def test_the_export_reproduces_the_run_and_its_report_shows_the_table_and_fidelity(synthetic_run):
+    workspace, _, record, _ = synthetic_run
+    bundle = services.export(workspace, record["run_id"])
+    assert bundle.reproduces  # the exported spec plans to this very run (settings declared once)
+    assert "<h3>The synthetic table</h3>" in bundle.report_html and "safe to hand to anyone" in bundle.report_html
+    assert f"{record['synth_tvd_2way']:.4g}" in bundle.report_html

@@ -22,6 +22,7 @@ from engine.present.charts import cost_figure, frontier_figure
 from engine.present.registry import registry_html
 from engine.present.sentences import decision_sentences, preprocessing_sentence
 from engine.present.static_charts import embed_figures
+from engine.present.synthetic import report_section as synthetic_report_section
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ def _render_report(record, config: RunConfig, runs, summary, info, metric, confi
         "seeds, as reported by the named accountant. Evaluation figures (validation, test, the trivial answer, the "
         "non-private baseline) are computed on held-out rows without noise: they describe the models and are covered "
         "by no ε.</p>", "<h2>Charts</h2>", charts, "<h2>The chosen run</h2>", _table(run_fields),
+        synthetic_report_section(record),
         "<h2>What the whole search spent</h2>",
         (f"<p>{composition.n_private} private runs on this data composed: ε = {composition.epsilon:.4g} at δ = "
          f"{composition.delta:.0e} ({html.escape(composition.accountant)}); mechanisms: "

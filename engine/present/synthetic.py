@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any, Mapping
 
 FIDELITY_LABELS = {"synth_tvd_1way": "1-way TVD", "synth_tvd_2way": "2-way TVD",
@@ -20,3 +21,15 @@ def share_sentence(record: Mapping[str, Any]) -> str:
             f"{record.get('n_train')} training rows of {record.get('dataset')} (MST, zCDP composed by dp-accounting), "
             "and anything computed from it stays so. Its rows are sampled, not real records; numeric values are drawn "
             "inside public bins, and the label column holds the class index (1 = the positive class).")
+
+
+def report_section(record: Mapping[str, Any]) -> str:
+    """The export report's paragraph on a dp-synthetic run's table and its fidelity ("" for any other run)."""
+    if record.get("technique") != "dp-synthetic":
+        return ""
+    rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{float(record[column]):.4g}</td></tr>"
+                   for column, label in FIDELITY_LABELS.items() if record.get(column) is not None)
+    return (f"<h3>The synthetic table</h3><p>{html.escape(share_sentence(record))} Get it with <code>frontier synth "
+            f"{html.escape(str(record['run_id']))} --out table.csv</code> or from the Frontier page.</p>"
+            f"<table><tr><th>fidelity</th><th>value</th></tr>{rows}</table>"
+            f"<p class=note>{html.escape(FIDELITY_CAPTION)}</p>")
