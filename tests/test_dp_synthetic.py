@@ -179,3 +179,32 @@ def test_the_export_reproduces_the_run_and_its_report_shows_the_table_and_fideli
     assert bundle.reproduces  # the exported spec plans to this very run (settings declared once)
     assert "<h3>The synthetic table</h3>" in bundle.report_html and "safe to hand to anyone" in bundle.report_html
     assert f"{record['synth_tvd_2way']:.4g}" in bundle.report_html
+
+
+def test_an_uploads_domain_comes_from_its_declared_schema_and_round_trips_to_its_columns(tmp_path):
+    """Uploads: every numeric column is nullable (one more value, "missing"), bounds are the typed or DP-estimated
+    ones in the upload's catalogue entry; a table written from codes has the upload's columns and stays inside them."""
+    from engine.data import load_dataset
+    from engine.data.uploads.schema import UploadSchema
+
+    rng = np.random.default_rng(3)
+    ages = np.clip(rng.normal(48, 14, 1500), 18, 95).round()
+    ages[:20] = np.nan
+    frame = pd.DataFrame({"age": ages, "ward": rng.choice(["north", "south", "east"], 1500),
+                          "readmitted": rng.choice(["yes", "no"], 1500)})
+    workspace = Workspace.at(tmp_path / "results.sqlite")
+    info = services.upload(frame.to_csv(index=False).encode(), "cohort.csv", UploadSchema(label="readmitted"),
+                           workspace)
+    data = load_dataset(info.name, workspace.uploads_dir).with_validation()
+    domain = synth_domain(data, 8)
+    assert domain.shape == {"age": 8 + 1, "ward": len(info.categorical["ward"]) + 1, "label": 2}
+    codes = domain.codes(data.x_train, data.y_train)
+    x, y = domain.encoded(codes, np.random.default_rng(0))
+    again = domain.codes(x, y)
+    assert all(np.array_equal(again[name], codes[name]) for name in domain.names)  # codes survive the round trip
+    table = domain.frame(x, y, data)
+    assert list(table.columns) == ["age", "ward", "readmitted"]
+    low, high = info.numeric["age"]["bounds"]
+    assert table["age"].isna().sum() == (codes["age"] == 8).sum() > 0
+    assert table["age"].min() >= low and table["age"].max() <= high
+    assert set(table["ward"].dropna()) <= set(info.categorical["ward"])
