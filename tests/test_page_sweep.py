@@ -36,7 +36,7 @@ def launched(monkeypatch) -> list:
     """Replaces the engine's launcher: records (spec, workers, device) instead of starting a process."""
     calls = []
 
-    def fake_launch(plan, workspace, *, workers=1, device="auto"):
+    def fake_launch(plan, workspace, *, workers=1, device="auto", cluster=None):
         calls.append((plan.spec, workers, device))
         return "fake-job"
 

@@ -230,3 +230,18 @@ def test_importing_the_engine_does_not_import_ray():
     code = ("import sys, engine.services, engine.cli, engine.jobs.worker, engine.runner.ray_backend; "
             "sys.exit('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120).returncode == 0
+
+
+def test_the_sweep_page_launches_on_the_ray_cluster_chosen_in_its_form(monkeypatch):
+    from test_page_sweep import _fill, _sweep_page
+
+    launched = []
+    monkeypatch.setattr(services, "launch", lambda plan, workspace, **options: launched.append(options) or "job")
+    at = _sweep_page(selected_dataset="breast-cancer")
+    assert at.number_input(key="cluster_ray_gpus").disabled  # this machine: the Ray settings are off
+    _fill(at, sweep_techniques=["baseline"], sweep_seeds="0", cluster_backend="ray")
+    _fill(at, cluster_ray_address="127.0.0.1:6379", cluster_ray_cpus=2.0, cluster_ray_gpus=0.25)
+    at.button(key="sweep_launch").click().run()
+    assert not at.exception and not at.error
+    assert [options["cluster"] for options in launched] == [
+        ClusterSettings(backend="ray", ray_address="127.0.0.1:6379", ray_cpus=2.0, ray_gpus=0.25)]

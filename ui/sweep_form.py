@@ -10,8 +10,10 @@ import streamlit as st
 
 from engine.config import DEVICES, SweepSpec
 from engine.data import dataset_names
+from engine.errors import EngineError
 from engine.jobs.estimate import cpu_count
 from engine.measure import resolve_device
+from engine.runner.cluster import ClusterSettings
 from engine.runner.spec import shared_settings
 from engine.techniques.registry import get_technique_class, technique_names, technique_settings
 from ui.settings_form import read_setting, setting_widget, settings_form
@@ -30,6 +32,7 @@ class SweepForm:
     workers: int
     device: str
     errors: list[str] = field(default_factory=list)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)  # this machine, or a Ray cluster
 
 
 def _shared_row(names: tuple[str, ...], errors: list[str], values: dict) -> None:
@@ -80,7 +83,22 @@ def sweep_form(uploads_dir) -> SweepForm:
         for row in MORE:
             _shared_row(row, errors, values)
     values.update(technique_section(techniques, errors))
-    return SweepForm(values=values, workers=int(workers), device=device, errors=errors)
+    cluster = cluster_section(errors)
+    return SweepForm(values=values, workers=int(workers), device=device, errors=errors, cluster=cluster)
+
+
+def cluster_section(errors: list[str]) -> ClusterSettings:
+    """Where the sweep trains: this machine, or a Ray cluster (its address, each task's CPUs and GPUs)."""
+    backend, *ray_settings = ClusterSettings.declared()
+    with st.expander("Where it runs", key="sweep_cluster"):
+        chosen = read_setting(backend, setting_widget(backend, "cluster_backend"), errors)
+        values = settings_form(ray_settings, "cluster", errors, disabled=() if chosen == "ray" else
+                               [declared.name for declared in ray_settings])
+    try:
+        return ClusterSettings.from_values({"backend": chosen, **values})
+    except EngineError as exc:
+        errors.append(str(exc))
+        return ClusterSettings()
 
 
 def technique_section(techniques: list[str], errors: list[str]) -> dict[str, Any]:

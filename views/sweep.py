@@ -78,7 +78,7 @@ if st.button("Launch sweep", key="sweep_launch", type="primary", icon=":material
              disabled=plan is None or running, help="Trains this grid in the background; you can leave this page."):
     st.session_state.pop("sweep_launch_error", None)
     try:
-        services.launch(plan, current, workers=form.workers, device=form.device)
+        services.launch(plan, current, workers=form.workers, device=form.device, cluster=form.cluster)
     except EngineError as exc:
         st.session_state["sweep_launch_error"] = exc.describe(form_label)
     else:
