@@ -8,6 +8,10 @@ NoiseCache that records the first key asked and stops the run there (every calib
 it builds a model). It answers each distinct key once (from the store's cache, else PRV/RDP here, kept in the
 store), and the workers get the answers as a plain dict (SharedNoise). A worker that meets a key the driver did
 not foresee calibrates it itself and hands the answer back, for the driver to keep.
+
+Only runs with an epsilon and an Opacus accountant are asked (the pure-DP ones calibrate nothing). A technique that
+takes an epsilon but calibrates nothing this way is stopped at its first progress report or test scores, and its
+other runs are not asked: at worst one of its runs trains here for nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Iterable
 from engine.config import RunConfig
 from engine.data import PreparedDataset
 from engine.privacy.calibration import calibrated_noise
+from engine.techniques import scoring_tap
 from engine.techniques.base import PURE_DP_ACCOUNTANT, RunContext
 from engine.techniques.registry import create_technique
 
@@ -40,18 +45,22 @@ class _FirstQuestion:
         pass
 
 
-def _stop(*_args) -> None:  # a technique that trains before it calibrates is stopped at its first progress report
+def _stop(*_args) -> None:  # a technique that trains before (or without) calibrating: stopped when it reports
     raise _Asked
 
 
+def asks_noise(config: RunConfig) -> bool:
+    """Whether a run may calibrate Gaussian noise: an epsilon, accounted by an Opacus accountant."""
+    return config.target_epsilon is not None and config.accountant not in (None, PURE_DP_ACCOUNTANT)
+
+
 def calibration_question(config: RunConfig, data: PreparedDataset) -> str | None:
-    """The calibration key a run will ask its NoiseCache first, or None (no calibration, or it failed before)."""
-    if config.target_epsilon is None or config.accountant in (None, PURE_DP_ACCOUNTANT):
-        return None  # only runs accounted by an Opacus accountant calibrate Gaussian noise
+    """The calibration key a run asks its NoiseCache first, or None (it asked none before reporting, or failed)."""
     catcher = _FirstQuestion()
     try:
-        create_technique(config.technique).run(config, data, context=RunContext(device="cpu", noise_cache=catcher),
-                                               on_progress=_stop)
+        with scoring_tap.listening(_stop):
+            create_technique(config.technique).run(config, data, on_progress=_stop,
+                                                   context=RunContext(device="cpu", noise_cache=catcher))
     except _Asked:
         return catcher.key
     except Exception:  # the run fails for real where it trains, and is recorded failed there
@@ -61,7 +70,16 @@ def calibration_question(config: RunConfig, data: PreparedDataset) -> str | None
 
 def calibrate_once(configs: Iterable[RunConfig], data: PreparedDataset, cache) -> dict[str, float]:
     """Each distinct calibration question of `configs`, answered once (from `cache`, else computed and kept there)."""
-    questions = {key for key in (calibration_question(config, data) for config in configs) if key is not None}
+    questions: set[str] = set()
+    silent: set[str] = set()  # techniques whose first run asked nothing: their other runs are not asked
+    for config in configs:
+        if not asks_noise(config) or config.technique in silent:
+            continue
+        key = calibration_question(config, data)
+        if key is None:
+            silent.add(config.technique)
+        else:
+            questions.add(key)
     answers = {}
     for key in sorted(questions):
         asked = json.loads(key)
