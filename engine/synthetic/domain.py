@@ -92,7 +92,9 @@ class SynthDomain:
 
     def frame(self, x: np.ndarray, y: np.ndarray, data: PreparedDataset) -> pd.DataFrame:
         """Encoded rows as a table in the catalogue's raw units and column names (inverting the public scaling and
-        transform); categories by name, "other" and missing values empty; the label as its class index."""
+        transform); categories by name, "other" and missing values empty; the label as its class index. A table whose
+        bounds are read from its rows (breast-cancer, listed in every record's data_derived_bounds) keeps the scaled
+        values in [-1, 1]: its bounds are not public, so they are not written."""
         info = data.info
         columns: dict[str, object] = {}
         for attribute in self.attributes:
@@ -102,7 +104,9 @@ class SynthDomain:
                 names = np.asarray([*info.categorical[attribute.name], None], dtype=object)
                 columns[attribute.name] = pd.array(names[category_codes(x, attribute.encoded)], dtype="string")
             else:
-                raw = _raw_values(x[:, attribute.encoded.columns[0]].astype(np.float64), info.numeric[attribute.name])
+                raw = x[:, attribute.encoded.columns[0]].astype(np.float64)
+                if attribute.name in info.numeric:  # else no catalogued bounds (breast-cancer): the scaled value
+                    raw = _raw_values(raw, info.numeric[attribute.name])
                 if attribute.missing is not None:
                     raw = np.where(x[:, attribute.missing.columns[0]] > 0.5, np.nan, raw)
                 columns[attribute.name] = np.round(raw, 4)  # bins are far coarser than 4 decimals
@@ -124,9 +128,6 @@ def synth_domain(data: PreparedDataset, bins: int) -> SynthDomain:
     """The synthesizer's domain of a prepared table, from its catalogue entry alone."""
     if data.is_image:
         raise UnsupportedError(f"{data.name} is an image dataset: dp-synthetic synthesizes tables only.")
-    if data.info.numeric_bounds_from is not None:  # breast-cancer: its bounds are the rows' own min/max
-        raise UnsupportedError(f"{data.name} has no public bounds (they are read from its rows), so no public "
-                               "domain to synthesize over: choose a table with declared bounds.")
     if LABEL in data.info.numeric or LABEL in data.info.categorical:
         raise UnsupportedError(f"{data.name} has a feature column named {LABEL!r}, the synthesizer's name for the "
                                "label: rename that column in the upload.")
