@@ -16,11 +16,14 @@ FIDELITY_CAPTION = ("Fidelity of each synthetic table to the training rows it wa
 def share_sentence(record: Mapping[str, Any]) -> str:
     """Why this table, and only it, may be handed to anyone: it carries the run's guarantee."""
     epsilon, delta = float(record["epsilon"]), float(record.get("delta") or 0.0)
+    derived = record.get("data_derived_bounds") or []
+    caveat = (f" Except: the bounds of {len(derived)} column(s) ({', '.join(derived[:3])}{'…' if len(derived) > 3 else ''})"
+              " were read from the rows, and no ε covers them." if derived else "")
     return (f"This synthetic table is the one artefact of the product that is safe to hand to anyone at its "
             f"guarantee: it is (ε = {epsilon:.3g}, δ = {delta:.0e})-differentially private with respect to the "
             f"{record.get('n_train')} training rows of {record.get('dataset')} (MST, zCDP composed by dp-accounting), "
             "and anything computed from it stays so. Its rows are sampled, not real records; numeric values are drawn "
-            "inside public bins, and the label column holds the class index (1 = the positive class).")
+            "inside public bins, and the label column holds the class index (1 = the positive class)." + caveat)
 
 
 def report_section(record: Mapping[str, Any]) -> str:
