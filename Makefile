@@ -31,6 +31,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_federated.py  # makes benchmarks/.venv-flower (Flower) on first use
 	$(BIN)/python benchmarks/bench_decide.py
 	$(BIN)/python benchmarks/bench_audit.py
+	$(BIN)/python benchmarks/bench_batched.py  # 45-run adult sweep: engine (batched) vs Opacus tutorial vs non-private (issue 14)
 
 clean:
 	rm -rf $(VENV) .frontier .pytest_cache

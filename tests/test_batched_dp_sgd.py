@@ -34,11 +34,6 @@ from engine_support import expand, make_spec, plan_sweep, prepared_data, run_swe
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def switched_on(monkeypatch):
-    monkeypatch.setenv(batched.ENVIRONMENT_VARIABLE, "1")
-
-
 def _configs(**values):
     return expand(make_spec(**{**QUICK, "techniques": ("dp-sgd",), **values}))
 
@@ -161,15 +156,17 @@ def test_own_batch_size_epochs_and_progress():
         assert 0.5 < results[config].accuracy <= 1.0
 
 
-def test_switch_and_fallbacks(switched_on, monkeypatch):
+def test_switch_and_fallbacks(monkeypatch):
     technique = DPSGD()
     config = _configs(model="mlp")[0]
-    assert technique.batch_key(config) is not None
+    monkeypatch.delenv(batched.ENVIRONMENT_VARIABLE, raising=False)
+    assert technique.batch_key(config) is not None  # on by default
     assert technique.batch_key(_configs(model="mlp", seeds=(5,), epsilons=(8.0,))[0]) == technique.batch_key(config)
     cnn = config.__class__(**{**config.__dict__, "model": "cnn", "dataset": "mnist"})
     assert technique.batch_key(cnn) is None  # the CNN trains per run through Opacus
-    monkeypatch.delenv(batched.ENVIRONMENT_VARIABLE)
-    assert technique.batch_key(config) is None  # off by default
+    for off in ("0", "false", "off"):
+        monkeypatch.setenv(batched.ENVIRONMENT_VARIABLE, off)
+        assert technique.batch_key(config) is None  # the off switch: every run alone through Opacus
     # A white-box audit's optimizer hook means Opacus, per run, even when switched on.
     monkeypatch.setenv(batched.ENVIRONMENT_VARIABLE, "1")
     hooked = []
@@ -305,3 +302,15 @@ def test_killing_a_batched_sweep_keeps_every_finished_run(tmp_path):
         assert all(record["extra"]["batched_configs"] == 4 for record in kept)
     plan = plan_sweep(make_spec(**grid), store_path)
     assert len(plan.cached_ids) == 2 and len(plan.configs) == 4
+
+
+def test_worker_processes_share_a_batched_group(tmp_path, monkeypatch):
+    """With two worker processes on CPU, the sweep's batched group is cut in two passes, one per worker; every run
+    is still its own record."""
+    monkeypatch.delenv(batched.ENVIRONMENT_VARIABLE, raising=False)
+    spec = make_spec(**{**QUICK, "techniques": ("dp-sgd",), "seeds": (0, 1)})  # 2 epsilons x 2 seeds
+    with open_store(tmp_path / "results.sqlite") as store:
+        report = run_sweep(spec, store=store, workers=2)
+        assert report.trained == 4 and report.failed == 0
+        records = store.records(status="ok")
+    assert [record["extra"]["batched_configs"] for record in records] == [2, 2, 2, 2]

@@ -123,8 +123,9 @@ def test_killing_a_sweep_loses_no_finished_run(tmp_path):
     command = [sys.executable, "-m", "engine.cli", "sweep", "--dataset", "breast-cancer", "--technique", "dp-sgd",
                "--epsilon", "0.5,1,2,4,8", "--clip", "1", "--seeds", "0,1", "--epochs", "3", "--batch-size", "32",
                "--accountant", "rdp", "--device", "cpu", "--quiet", "--store", str(store_path)]
+    # Per run (batching off): these runs would all end in one batched pass (its kill: tests/test_batched_dp_sgd.py).
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                               env={**os.environ, "PYTHONWARNINGS": "ignore", "FRONTIER_BATCHED_DP_SGD": "0"})
     try:
         deadline = time.time() + 120
         finished = 0

@@ -96,6 +96,16 @@ def _groups(pending: Group) -> list[Group]:
     return list(groups.values())
 
 
+def _spread(groups: list[Group], workers: int) -> list[Group]:
+    """Each group of several runs cut into `workers` near-equal parts, so that worker processes share a group a
+    technique trains together (batched DP-SGD: each part is still one pass)."""
+    parts: list[Group] = []
+    for group in groups:
+        size = -(-len(group) // workers)
+        parts.extend(group[at:at + size] for at in range(0, len(group), size))
+    return parts
+
+
 # --- non-finite values: one check that every technique goes through --------------------------------------
 def nonfinite_inputs(data: PreparedDataset) -> str | None:
     """Why the prepared inputs cannot train a model (they hold NaN or infinite values), or None."""
@@ -483,6 +493,8 @@ def run_plan(plan: SweepPlan, *, store: ResultStore, uploads_dir: Path | None, w
             notify(ProgressEvent("cached", run_id, config, done, total))
     interrupted = False
     groups = _groups(pending)
+    if trainer is None and workers > 1 and resolved_device != "cuda":
+        groups = _spread(groups, workers)  # worker processes on CPU share each batched group
     claims = Claims(store.path)
     claims.heartbeat()
     sweep = _Sweep(store, claims, data, resolved_device, notify, total, done, groups)

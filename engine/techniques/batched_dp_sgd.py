@@ -1,8 +1,9 @@
 """Many `dp-sgd` configurations of one sweep trained in one pass (issue 14): the K models stacked.
 
-Off by default: set FRONTIER_BATCHED_DP_SGD=1 (read by `batching_enabled`) and the runner hands dp-sgd runs of one
-table model (logreg, mlp) on one dataset to `train_batched` as one group. The mnist CNN always trains per run
-through Opacus (its convolutions have no ghost-norm identity here).
+On by default: the runner hands dp-sgd runs of one table model (logreg, mlp) on one dataset to `train_batched` as
+one group (FRONTIER_BATCHED_DP_SGD=0 switches it off: every run trains alone through Opacus, `batching_enabled`). The
+mnist CNN always trains per run through Opacus (its convolutions have no ghost-norm identity here), and so does a
+run whose optimizer a white-box audit hooks (RunContext.dp_optimizer_hook).
 
 What each configuration keeps as its own, exactly as the per-run path (engine.techniques.dp_sgd) does it:
 - its noise multiplier, calibrated with engine.privacy.calibration (and the NoiseCache) for its own epsilon, delta,
@@ -42,7 +43,7 @@ from engine.techniques.base import RunContext, RunResult
 from engine.techniques.class_weights import class_weights
 from engine.techniques.training import evaluate, model_for, seed_everything
 
-ENVIRONMENT_VARIABLE = "FRONTIER_BATCHED_DP_SGD"  # "1": dp-sgd table runs of one sweep train together
+ENVIRONMENT_VARIABLE = "FRONTIER_BATCHED_DP_SGD"  # "0": every dp-sgd run trains alone (the off switch)
 BATCHED_MODELS = ("logreg", "mlp")  # stacks of linear layers with ReLU between them
 MAX_CONFIGS_PER_PASS = 512  # a larger group trains in passes of at most this many configurations
 MEMORY_SHARE = 0.5  # of the device's free memory, at most, for one pass's estimated tensors
@@ -58,8 +59,8 @@ ConfigProgress = Callable[[RunConfig, float], None]
 
 
 def batching_enabled() -> bool:
-    """Whether the batched path is switched on (environment variable; off unless set to 1/true/yes/on)."""
-    return os.environ.get(ENVIRONMENT_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
+    """Whether the batched path is on: unless the environment variable says 0/false/no/off."""
+    return os.environ.get(ENVIRONMENT_VARIABLE, "").strip().lower() not in ("0", "false", "no", "off")
 
 
 def batch_key(config: RunConfig) -> Hashable | None:
@@ -121,20 +122,19 @@ def clipped_gradients(net: StackedNet, x: torch.Tensor, y: torch.Tensor, row_wei
     gradient norms (K, B), from x (K, B, d), labels y (K, B), row_weights (K, B) (a row's class weight, 0 on
     padding) and clip (K,). A row's loss is its weighted cross-entropy (Opacus undoes the batch mean).
     `x_squared` (K, B): each row's ||x_i||^2 if known (computed once per table), else computed here."""
-    inputs, pre_activations = [], []
+    inputs = []
     a = x  # (K, B, d)
     last = len(net.weights) - 1
     for l, (weight, bias) in enumerate(zip(net.weights, net.biases)):
         inputs.append(a)  # (K, B, in_l)
         z = torch.baddbmm(bias.unsqueeze(1), a, weight.transpose(1, 2))  # (K, B, out_l)
-        pre_activations.append(z)
-        a = torch.relu(z) if l < last else z
-    probabilities = torch.softmax(a, dim=-1)  # (K, B, classes)
-    one_hot = nn.functional.one_hot(y, probabilities.shape[-1]).to(probabilities.dtype)  # (K, B, classes)
-    g = (probabilities - one_hot) * row_weights.unsqueeze(-1)  # (K, B, classes): d loss_i / d z_last
+        a = z.clamp_(min=0.0) if l < last else z  # ReLU in place: relu(z) > 0 exactly where z > 0
+    g = torch.softmax(a, dim=-1)  # (K, B, classes)
+    g.scatter_add_(-1, y.unsqueeze(-1), torch.full(y.unsqueeze(-1).shape, -1.0, dtype=g.dtype, device=g.device))
+    g.mul_(row_weights.unsqueeze(-1))  # (K, B, classes): d loss_i / d z_last = w_i (softmax - one-hot)
     backprops: list[torch.Tensor] = [g] * len(net.weights)
     for l in range(last, 0, -1):
-        g = torch.bmm(g, net.weights[l]) * (pre_activations[l - 1] > 0)  # (K, B, in_l): d loss_i / d z_{l-1}
+        g = torch.bmm(g, net.weights[l]).mul_(inputs[l] > 0)  # (K, B, in_l): d loss_i / d z_{l-1}
         backprops[l - 1] = g
     input_squared = [x_squared if x_squared is not None else x.square().sum(-1)]  # (K, B): ||a_i||^2, layer 0
     input_squared += [a_in.square().sum(-1) for a_in in inputs[1:]]  # (K, B) each
@@ -181,15 +181,21 @@ class StackedAdam:
         step_size = self.learning_rates / (1 - beta1 ** steps)  # (K,)
         correction2_sqrt = (1 - beta2 ** steps).sqrt()  # (K,)
         updated = []
+        everyone = bool(active.all())  # the common case: no configuration has finished yet
         for i, (p, grad) in enumerate(zip(parameters, grads)):
             shape = (-1,) + (1,) * (p.dim() - 1)
-            keep = active.view(shape)
-            exp_avg = torch.where(keep, self.exp_avg[i].lerp(grad, 1 - beta1), self.exp_avg[i])
-            exp_avg_sq = torch.where(keep, self.exp_avg_sq[i] * beta2 + (1 - beta2) * grad * grad, self.exp_avg_sq[i])
-            denom = exp_avg_sq.sqrt() / correction2_sqrt.to(p.dtype).view(shape) + ADAM_EPS
-            moved = p - step_size.to(p.dtype).view(shape) * exp_avg / denom
+            if everyone:  # in place: the moments are this optimiser's own
+                exp_avg = self.exp_avg[i].lerp_(grad, 1 - beta1)
+                exp_avg_sq = self.exp_avg_sq[i].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            else:
+                keep = active.view(shape)
+                exp_avg = torch.where(keep, self.exp_avg[i].lerp(grad, 1 - beta1), self.exp_avg[i])
+                exp_avg_sq = torch.where(keep, self.exp_avg_sq[i] * beta2 + (1 - beta2) * grad * grad,
+                                         self.exp_avg_sq[i])
+            denom = (exp_avg_sq.sqrt() / correction2_sqrt.to(p.dtype).view(shape)).add_(ADAM_EPS)
+            moved = torch.addcdiv(p, exp_avg * step_size.to(p.dtype).view(shape), denom, value=-1.0)
             self.exp_avg[i], self.exp_avg_sq[i] = exp_avg, exp_avg_sq
-            updated.append(torch.where(keep, moved, p))
+            updated.append(moved if everyone else torch.where(active.view(shape), moved, p))
         return updated
 
 

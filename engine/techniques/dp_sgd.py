@@ -34,8 +34,8 @@ class DPSGD(Technique):
         return train_dp_sgd(config, data, context=context, on_progress=on_progress)[1]
 
     def batch_key(self, config: RunConfig) -> Hashable | None:
-        """Table models train K configurations in one pass when FRONTIER_BATCHED_DP_SGD=1 (off by default);
-        the mnist CNN always trains per run (engine.techniques.batched_dp_sgd)."""
+        """Table models train K configurations in one pass (unless FRONTIER_BATCHED_DP_SGD=0); the mnist CNN
+        always trains per run (engine.techniques.batched_dp_sgd)."""
         return batched_dp_sgd.batch_key(config)
 
     def run_batch(self, configs: Iterable[RunConfig], data: PreparedDataset, *, context: RunContext,
