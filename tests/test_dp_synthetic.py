@@ -208,3 +208,19 @@ def test_an_uploads_domain_comes_from_its_declared_schema_and_round_trips_to_its
     assert table["age"].isna().sum() == (codes["age"] == 8).sum() > 0
     assert table["age"].min() >= low and table["age"].max() <= high
     assert set(table["ward"].dropna()) <= set(info.categorical["ward"])
+
+
+def test_frontier_verify_recomputes_the_epsilon_from_the_ledger_and_catches_a_lowered_one(synthetic_run, tmp_path):
+    import shutil
+    import sqlite3
+
+    workspace, _, record, _ = synthetic_run
+    assert services.verify(workspace).ok
+    copy = Workspace.at(tmp_path / "tampered" / "results.sqlite")
+    copy.folder.mkdir()
+    shutil.copy(workspace.store_path, copy.store_path)
+    with sqlite3.connect(copy.store_path) as connection:
+        connection.execute("UPDATE runs SET epsilon = ? WHERE run_id = ?", (record["epsilon"] / 2, record["run_id"]))
+    findings = services.verify(copy).findings
+    assert [finding.run_id for finding in findings] == [record["run_id"]]
+    assert "Gaussian measurements" in findings[0].message

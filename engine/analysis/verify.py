@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from dp_accounting import dp_event
 from dp_accounting.pld import common, pld_privacy_accountant, privacy_loss_distribution
+from dp_accounting.rdp import rdp_privacy_accountant
 
 from engine.privacy.composition import compose_runs, run_mechanism
 
@@ -70,6 +71,17 @@ def _independent_composition(keys: list[tuple], delta: float) -> float:
     return float(loss.get_epsilon_for_delta(delta))
 
 
+def ledger_epsilon(ledger: Mapping[str, Any], delta: float) -> float:
+    """A synthesizer's ledger through dp-accounting's RDP accountant: each measurement a Gaussian (sensitivity 1),
+    each exponential-mechanism selection rho = epsilon^2 / 8 zCDP."""
+    accountant = rdp_privacy_accountant.RdpAccountant()
+    for measurement in ledger["measurements"]:
+        accountant.compose(dp_event.GaussianDpEvent(float(measurement["sigma"])))
+    for epsilon in ledger["selections"]:
+        accountant.compose(dp_event.ZCDpEvent(float(epsilon) ** 2 / 8))
+    return float(accountant.get_epsilon(delta))
+
+
 def independent_epsilon(key: tuple, delta: float) -> float:
     accountant = pld_privacy_accountant.PLDAccountant(value_discretization_interval=DISCRETISATION)
     accountant.compose(_event(key))
@@ -94,6 +106,13 @@ def verify_records(records: list[dict[str, Any]],
         if target is not None and not (isinstance(target, float) and math.isnan(target)) and \
                 stored > float(target) * (1 + TARGET_TOLERANCE):
             result.findings.append(Finding(record["run_id"], f"stored epsilon {stored:.4g} exceeds its target {target:g}"))
+        ledger = (record.get("extra") or {}).get("synth_ledger") if isinstance(record.get("extra"), dict) else None
+        if ledger is not None:  # dp-synthetic: epsilon recomputed from the zCDP ledger it recorded
+            recomputed = ledger_epsilon(ledger, float(record.get("delta") or 0.0))
+            if stored < recomputed * (1 - UNDERSTATEMENT_TOLERANCE):
+                result.findings.append(Finding(record["run_id"], (
+                    f"stored epsilon {stored:.4g} is below {recomputed:.4g}, dp-accounting's RDP composition of its "
+                    f"{len(ledger['measurements'])} Gaussian measurements and {len(ledger['selections'])} selections")))
         if key[0] == "gaussian":
             delta = float(record.get("delta") or 0.0)
             recomputed = independent_epsilon(key, delta)
