@@ -29,8 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_sweep, beside this file
-from bench_sweep import (COMMON, REPO_ROOT, STANDARD, load_average, machine_info, run_engine,  # noqa: E402
-                         run_tutorial, silence_opacus_warnings)
+from bench_sweep import (COMMON, REPO_ROOT, STANDARD, cpu_seconds, load_average, machine_info,  # noqa: E402
+                         run_engine, run_tutorial, silence_opacus_warnings)
 
 SWITCH = "FRONTIER_BATCHED_DP_SGD"
 
@@ -76,7 +76,8 @@ def tutorial_side(g: dict, device: str, seeds: tuple[int, ...]) -> dict:
     result = run_tutorial({**g, "seeds": seeds}, device=device)
     share = len(seeds) / len(g["seeds"])
     result.update(load_before=load, load_after=load_average(), seeds=list(seeds),
-                  wall_seconds_grid=result["wall_seconds"] / share, extrapolated=share < 1)
+                  wall_seconds_grid=result["wall_seconds"] / share, cpu_seconds_grid=result["cpu_seconds"] / share,
+                  extrapolated=share < 1)
     return result
 
 
@@ -97,13 +98,13 @@ def non_private_side(g: dict, device: str) -> dict:
     data = planning.prepared_data(spec.dataset, None, None)
     configs = planning.plan_sweep(spec, uploads_dir=None, store=None).configs
     load = load_average()
-    runs, start = [], time.perf_counter()
+    runs, start, cpu_start = [], time.perf_counter(), cpu_seconds()
     for config in configs:
         _, result = train_baseline(config, data, context=RunContext(device=device))
         runs.append({"target_epsilon": config.target_epsilon, "max_grad_norm": config.max_grad_norm,
                      "seed": config.seed, "accuracy": result.accuracy, "train_seconds": result.train_seconds})
-    return {"wall_seconds": time.perf_counter() - start, "runs": runs, "load_before": load,
-            "load_after": load_average()}
+    return {"wall_seconds": time.perf_counter() - start, "cpu_seconds": cpu_seconds() - cpu_start, "runs": runs,
+            "load_before": load, "load_after": load_average()}
 
 
 def per_point(runs: list[dict], key: str) -> dict:
@@ -140,9 +141,11 @@ def main() -> None:
           f"{g['batch_size']}, {g['epochs']} epochs, {g['accountant']}; {started}; load {load_average()}", flush=True)
     engine = engine_side(g, args.device)
     print(f"engine (batched): {engine['wall_seconds']:.1f} s wall", flush=True)
+    tutorial = None if args.skip_tutorial else tutorial_side(g, args.device, seeds)  # next, at the load of the engine's
     plain = non_private_side(g, args.device)
     print(f"non-private, one at a time: {plain['wall_seconds']:.1f} s wall", flush=True)
-    tutorial = None if args.skip_tutorial else tutorial_side(g, args.device, seeds)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"engine": engine, "tutorial": tutorial, "non_private": plain}))  # kept at once
 
     accuracy_engine, epsilon_engine = per_point(engine["runs"], "accuracy"), per_point(engine["runs"], "epsilon")
     accuracy_plain = per_point(plain["runs"], "accuracy")
@@ -163,24 +166,32 @@ def main() -> None:
               f"{eps_e:>10.4f} {eps_t:>12.4f}")
     train_engine = sum(r["train_seconds"] or 0 for r in engine["runs"] if r["status"] == "ok")  # shares of the pass
     train_plain = sum(r["train_seconds"] for r in plain["runs"])
-    print(f"\nengine, batched, 1 process: {engine['wall_seconds']:.1f} s wall ({train_engine:.1f} s of it training, "
-          f"{engine['failed']} failed); load {engine['load_before']} -> {engine['load_after']}")
+    print(f"\nengine, batched, 1 process: {engine['wall_seconds']:.1f} s wall, {engine['cpu_seconds']:.1f} s CPU "
+          f"({train_engine:.1f} s of it training, {engine['failed']} failed); load {engine['load_before']} -> "
+          f"{engine['load_after']}")
     print("  of which, seconds: " + ", ".join(f"{label} {seconds}" for label, seconds in engine["parts"].items()))
-    print(f"non-private, one model at a time: {plain['wall_seconds']:.1f} s wall ({train_plain:.1f} s training); "
-          f"load {plain['load_before']} -> {plain['load_after']}")
+    print(f"non-private, one model at a time: {plain['wall_seconds']:.1f} s wall, {plain['cpu_seconds']:.1f} s CPU "
+          f"({train_plain:.1f} s training); load {plain['load_before']} -> {plain['load_after']}")
     ratios = {"engine_over_non_private_wall": engine["wall_seconds"] / plain["wall_seconds"],
+              "engine_over_non_private_cpu": engine["cpu_seconds"] / plain["cpu_seconds"],
               "engine_over_non_private_training": train_engine / train_plain}
     print(f"private batched / non-private: {ratios['engine_over_non_private_wall']:.2f} wall, "
-          f"{ratios['engine_over_non_private_training']:.2f} training (target <= 1)")
+          f"{ratios['engine_over_non_private_cpu']:.2f} CPU, {ratios['engine_over_non_private_training']:.2f} training "
+          "(target <= 1)")
     if tutorial:
         label = (f"seeds {list(seeds)} of {list(g['seeds'])}: {tutorial['wall_seconds']:.1f} s measured, "
                  f"{tutorial['wall_seconds_grid']:.1f} s extrapolated to the grid" if tutorial["extrapolated"]
                  else f"{tutorial['wall_seconds']:.1f} s")
-        ratios["tutorial_over_engine_wall"] = tutorial["wall_seconds_grid"] / engine["wall_seconds"]
-        print(f"Opacus tutorial, one run at a time: {label}; load {tutorial['load_before']} -> {tutorial['load_after']}")
-        print(f"tutorial / engine: {ratios['tutorial_over_engine_wall']:.1f}x wall (target >= 20)"
-              + (" (tutorial side extrapolated)" if tutorial["extrapolated"] else ""))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        train_tutorial = sum(r["train_seconds"] for r in tutorial["runs"] if r["status"] == "ok") / (
+            tutorial["wall_seconds"] / tutorial["wall_seconds_grid"])
+        ratios.update(tutorial_over_engine_wall=tutorial["wall_seconds_grid"] / engine["wall_seconds"],
+                      tutorial_over_engine_cpu=tutorial["cpu_seconds_grid"] / engine["cpu_seconds"],
+                      tutorial_over_engine_training=train_tutorial / train_engine)
+        print(f"Opacus tutorial, one run at a time: {label}; {tutorial['cpu_seconds_grid']:.1f} s CPU, "
+              f"{train_tutorial:.1f} s training (grid); load {tutorial['load_before']} -> {tutorial['load_after']}")
+        print(f"tutorial / engine: {ratios['tutorial_over_engine_wall']:.1f}x wall, "
+              f"{ratios['tutorial_over_engine_cpu']:.1f}x CPU, {ratios['tutorial_over_engine_training']:.1f}x training "
+              "(target >= 20)" + (" (tutorial side extrapolated)" if tutorial["extrapolated"] else ""))
     Path(args.out).write_text(json.dumps({
         "benchmark": "bench_batched", "started_at": started, "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": machine_info(args.device), "grid": {k: list(v) if isinstance(v, tuple) else v for k, v in g.items()},

@@ -136,9 +136,12 @@ def clipped_gradients(net: StackedNet, x: torch.Tensor, y: torch.Tensor, row_wei
     for l in range(last, 0, -1):
         g = torch.bmm(g, net.weights[l]).mul_(inputs[l] > 0)  # (K, B, in_l): d loss_i / d z_{l-1}
         backprops[l - 1] = g
-    input_squared = [x_squared if x_squared is not None else x.square().sum(-1)]  # (K, B): ||a_i||^2, layer 0
-    input_squared += [a_in.square().sum(-1) for a_in in inputs[1:]]  # (K, B) each
-    squared = sum(b.square().sum(-1) * (a_sq + 1.0)  # (K, B): ||dW_i||^2 + ||db_i||^2 of each layer, summed
+    def squared_norms(t: torch.Tensor) -> torch.Tensor:  # (K, B, m) -> (K, B), one pass, no temporary
+        return torch.linalg.vector_norm(t, dim=-1).square_()
+
+    input_squared = [x_squared if x_squared is not None else squared_norms(x)]  # (K, B): ||a_i||^2, layer 0
+    input_squared += [squared_norms(a_in) for a_in in inputs[1:]]  # (K, B) each
+    squared = sum(squared_norms(b) * (a_sq + 1.0)  # (K, B): ||dW_i||^2 + ||db_i||^2 of each layer, summed
                   for b, a_sq in zip(backprops, input_squared))
     norms = squared.sqrt()  # (K, B)
     factor = (clip.unsqueeze(1) / (norms + CLIP_STABILISER)).clamp(max=1.0) * (row_weights != 0)  # (K, B)
@@ -338,10 +341,12 @@ class _Pass:
             start = time.perf_counter()
             t, active = self.t, self.steps > self.t  # (K,)
             index, present = poisson_batches(len(self.labels), self.sample_rates, active, self.sampling)  # (K, B_max)
-            x = self.features[index]  # (K, B_max, d)
-            y = self.labels[index]  # (K, B_max)
+            rows = index.flatten()  # (K B_max,)
+            x = self.features.index_select(0, rows).view(*index.shape, -1)  # (K, B_max, d)
+            y = self.labels.index_select(0, rows).view(index.shape)  # (K, B_max)
             row_weights = self.class_weights.gather(1, y) * present  # (K, B_max): class weight, 0 on padding
-            sums, _ = clipped_gradients(self.net, x, y, row_weights, self.clip, self.features_squared[index])
+            sums, _ = clipped_gradients(self.net, x, y, row_weights, self.clip,
+                                       self.features_squared.index_select(0, rows).view(index.shape))
             grads = noised_gradients(sums, self.noise_std, self.expected_batch, self.noise)
             self.net.set_parameters(self.adam.step(self.net.parameters(), grads, active))
             self.t += 1
