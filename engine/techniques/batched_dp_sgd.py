@@ -18,7 +18,11 @@ What each configuration keeps as its own, exactly as the per-run path (engine.te
   its expected batch size int(n q_k) as Opacus' DPOptimizer does;
 - its Adam state and learning rate, its batch size and number of steps (a configuration that has taken its steps
   stops moving), its model initialisation (seeded from its own seed, as the per-run path), its class weights;
-- its evaluation: the trained weights are loaded into the engine's own model and scored by training.evaluate.
+- its evaluation: the trained weights are loaded into the engine's own model and scored by training.evaluate the
+  step it has taken its last step, and handed to the runner (which records it) while the others go on; its
+  train_seconds is its share of the pass's step time (each step's time split among the configurations it trained),
+  its peak_memory_mb the pass's peak so far.
+A group larger than fits in memory (configs_per_pass: CUDA's free memory, else available RAM) trains in several passes.
 """
 
 from __future__ import annotations
