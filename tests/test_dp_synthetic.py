@@ -118,7 +118,7 @@ def test_recorded_epsilon_matches_an_independent_recomputation_of_the_zcdp_budge
     # the target, and is not loose: the target is what the budget was calibrated to.
     assert independent <= record["epsilon"] <= EPSILON
     assert record["epsilon"] <= independent * 1.05
-    assert record["synth_accountant"] == "zcdp-rdp" and record["delta"] == DELTA
+    assert record["accountant"] == "zcdp-rdp" and record["delta"] == DELTA
 
 
 def test_a_point_on_the_frontier_with_its_fidelity_and_cached_like_every_run(synthetic_run):

@@ -16,6 +16,7 @@ import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from engine.config import ACCOUNTANTS
+from engine.privacy.zcdp import ACCOUNTANT as ZCDP_ACCOUNTANT
 from engine.errors import ConfigError
 
 METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
@@ -89,7 +90,7 @@ def _choice(source: str, key: str, value: Any, choices: tuple[str, ...]) -> str:
 def _accountants(source: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
-    known = (*ACCOUNTANTS, PURE_DP_ACCOUNTANT)
+    known = (*ACCOUNTANTS, PURE_DP_ACCOUNTANT, ZCDP_ACCOUNTANT)
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{source}: accountants must be a list of {', '.join(known)}, got {value!r}.")
     return tuple(_choice(source, "accountants", item, known) for item in value)

@@ -6,7 +6,7 @@ from engine.config import RunConfig
 from engine.runner.search import EPSILON_MARK
 from engine.techniques.metrics import BALANCED_RANGE
 
-ACCOUNTANT_NAMES = {"prv": "PRV", "rdp": "RDP", "pure": "pure DP"}
+ACCOUNTANT_NAMES = {"prv": "PRV", "rdp": "RDP", "pure": "pure DP", "zcdp-rdp": "zCDP (dp-accounting RDP)"}
 METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC"}
 TRUST_MODEL_LABELS = {"none": "no DP", "central": "central DP", "local": "local DP"}
 

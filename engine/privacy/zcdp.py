@@ -14,7 +14,7 @@ from __future__ import annotations
 from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
 
-ACCOUNTANT = "zcdp-rdp"  # recorded with every synthesizer run (config.accountant is the sweep's DP-SGD choice)
+ACCOUNTANT = "zcdp-rdp"  # recorded as every synthesizer run's accountant (Technique.own_accountant)
 ACCOUNTANT_DESCRIPTION = ("zCDP: Gaussian measurements (rho = 1/(2 sigma^2)) and exponential-mechanism selections "
                           "(rho = epsilon^2/8) composed by dp-accounting's RdpAccountant, converted to (epsilon, delta)")
 CALIBRATION_STEPS = 80

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import ENGINE_VERSION
-from engine.config import RunConfig, SweepSpec
+from engine.config import ACCOUNTANTS, RunConfig, SweepSpec
 from engine.data import DatasetInfo, PreparedDataset, get_dataset_info, load_dataset
 from engine.errors import ConfigError
 from engine.runner.search import SearchDraw, draw_search, search_id
@@ -80,7 +80,8 @@ def expand(spec: SweepSpec, info: DatasetInfo, n_train: int | None = None) -> li
                 configs.append(RunConfig(
                     technique=name, seed=seed, target_epsilon=epsilon, max_grad_norm=norm,
                     delta=(0.0 if pure else spec.delta) if uses_epsilon else None,
-                    accountant=(PURE_DP_ACCOUNTANT if pure else spec.accountant) if uses_epsilon else None,
+                    accountant=(technique.own_accountant or (PURE_DP_ACCOUNTANT if pure else spec.accountant))
+                    if uses_epsilon else None,
                     **{**shared, **trained, "model": technique_model, **overrides}, params=params,
                     **(weighting if technique.weighs_classes else {}),  # class weighting: torch techniques only
                 ))
@@ -153,7 +154,7 @@ def spec_for_run(config: RunConfig, info: DatasetInfo) -> SweepSpec:
         class_weighting=config.class_weighting,
         positive_share=(float(config.class_shares.split(",")[1]) if config.class_shares_source == "setting" else None),
         delta=config.delta if config.delta else defaults.delta,
-        accountant=config.accountant if config.accountant not in (None, PURE_DP_ACCOUNTANT) else defaults.accountant,
+        accountant=config.accountant if config.accountant in ACCOUNTANTS else defaults.accountant,
         options=tuple(sorted(options.items())),
     )
     expanded = expand(spec, info)

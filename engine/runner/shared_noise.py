@@ -9,7 +9,7 @@ it builds a model). It answers each distinct key once (from the store's cache, e
 store), and the workers get the answers as a plain dict (SharedNoise). A worker that meets a key the driver did
 not foresee calibrates it itself and hands the answer back, for the driver to keep.
 
-Only runs with an epsilon and an Opacus accountant are asked (the pure-DP ones calibrate nothing). A technique that
+Only runs with an epsilon and an Opacus accountant are asked (the pure-DP and own-accountant ones calibrate nothing). A technique that
 takes an epsilon but calibrates nothing this way is stopped at its first progress report or test scores, and its
 other runs are not asked: at worst one of its runs trains here for nothing.
 """
@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
-from engine.config import RunConfig
+from engine.config import ACCOUNTANTS, RunConfig
 from engine.data import PreparedDataset
 from engine.privacy.calibration import calibrated_noise
 from engine.techniques import scoring_tap
-from engine.techniques.base import PURE_DP_ACCOUNTANT, RunContext
+from engine.techniques.base import RunContext
 from engine.techniques.registry import create_technique
 
 
@@ -51,7 +51,7 @@ def _stop(*_args) -> None:  # a technique that trains before (or without) calibr
 
 def asks_noise(config: RunConfig) -> bool:
     """Whether a run may calibrate Gaussian noise: an epsilon, accounted by an Opacus accountant."""
-    return config.target_epsilon is not None and config.accountant not in (None, PURE_DP_ACCOUNTANT)
+    return config.target_epsilon is not None and config.accountant in ACCOUNTANTS
 
 
 def calibration_question(config: RunConfig, data: PreparedDataset) -> str | None:

@@ -127,6 +127,9 @@ class Technique(ABC):
     uses_epsilon: ClassVar[bool] = False  # expands over the sweep's epsilon grid
     uses_clipping: ClassVar[bool] = False  # expands over the sweep's clipping-norm grid
     trust_model: ClassVar[str] = "none"  # one of TRUST_MODELS
+    # A technique whose epsilon comes from an accountant of its own (not the sweep's Opacus one) names it: recorded as
+    # every run's `accountant`, beside its epsilon.
+    own_accountant: ClassVar[str | None] = None
     pure_dp: ClassVar[bool] = False  # epsilon-DP with delta = 0: recorded with delta 0 and PURE_DP_ACCOUNTANT
     # The model family a technique always trains whatever the sweep's `model` (dp-logreg: "logreg"): recorded as
     # the run's model, so no diffprivlib run is labelled with the sweep's MLP. None: the sweep's model.

@@ -14,8 +14,8 @@ metrics): the mean TVD of the 1-way and 2-way marginals against the training row
 same model trained on the real training rows minus the one trained on the synthetic rows.
 
 Accounting: zCDP, each Gaussian measurement and exponential-mechanism selection composed by dp-accounting
-(engine.privacy.zcdp); the ledger is recorded so the epsilon can be recomputed. `config.accountant` is the
-sweep's DP-SGD accountant and does not apply here: `synth_accountant` names the one that does.
+(engine.privacy.zcdp); the ledger is recorded so the epsilon can be recomputed. The run's `accountant` names it
+(`own_accountant`), not the sweep's DP-SGD one.
 """
 
 from __future__ import annotations
@@ -59,10 +59,10 @@ class DPSynthetic(Technique):
                    "to share at its epsilon; the model is trained on it and tested on the real test rows.")
     settings = SyntheticSettings
     uses_epsilon = True
+    own_accountant = ACCOUNTANT
     trust_model = "central"
     weighs_classes = True  # the downstream model is baseline's, on the same loss
     measurements = (Measurement("mechanism", str, "mechanism"),
-                    Measurement("synth_accountant", str, "synthetic data accountant"),
                     Measurement("synth_rho", float, "zCDP budget spent (rho)"),
                     Measurement("synth_tvd_1way", float, "mean 1-way marginal TVD (synthetic vs training rows)"),
                     Measurement("synth_tvd_2way", float, "mean 2-way marginal TVD (synthetic vs training rows)",
@@ -104,8 +104,7 @@ class DPSynthetic(Technique):
         return replace(
             model_result, train_seconds=clock.seconds + model_result.train_seconds, peak_memory_mb=memory.peak_mb,
             device=model_result.device, epsilon=epsilon, steps=None,
-            extra={"mechanism": MECHANISM, "synth_accountant": ACCOUNTANT,
-                   "synth_accounting": ACCOUNTANT_DESCRIPTION,
+            extra={"mechanism": MECHANISM, "synth_accounting": ACCOUNTANT_DESCRIPTION,
                    "synth_rho": ledger_rho(ledger.sigmas, ledger.selections), "synth_rho_budget": rho,
                    "synth_ledger": {"measurements": ledger.measurements, "selections": ledger.selections},
                    "synth_tree": tree, "synth_rows": int(data.n_train),
