@@ -13,7 +13,7 @@ part: per run = (median wall at 36 - median wall at 12) / 24, over --repeats rou
 load of a shared machine moves). On a 2-core machine Ray can only add overhead. Fractional-GPU tasks (--ray-gpus
 0.25) need a GPU host. FRONTIER_BATCHED_DP_SGD=0 makes every run its own task (else dp-sgd runs train in parts).
 
-    FRONTIER_BATCHED_DP_SGD=0 .venv/bin/python benchmarks/bench_ray.py    # about 10 minutes on 2 cores
+    FRONTIER_BATCHED_DP_SGD=0 .venv/bin/python benchmarks/bench_ray.py    # about 13 minutes on 2 cores
 """
 
 from __future__ import annotations

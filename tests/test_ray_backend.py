@@ -215,6 +215,17 @@ def test_killing_a_worker_node_mid_sweep_loses_no_run_and_the_sweep_completes(cl
     assert by_seed[killed["seed"]]["extra"]["ray_node"] == head["NodeID"]  # and recorded from the head
 
 
+def test_a_group_trained_together_is_cut_into_one_part_per_task_slot():
+    from engine.runner.ray_backend import cut
+
+    plan = services.plan(make_spec(**SPEC), Workspace.at(Path(tempfile.gettempdir()) / "no-such-store.sqlite"))
+    together = [pair for pair in plan.pending if pair[1].technique == "dp-sgd"]  # 8 runs one batched pass could train
+    alone = [[pair] for pair in plan.pending if pair[1].technique == "baseline"]
+    parts = cut([together, *alone], 3)
+    assert [len(part) for part in parts] == [3, 3, 2, 1, 1, 1, 1]
+    assert [pair for part in parts for pair in part] == together + [group[0] for group in alone]  # each run once
+
+
 def test_a_ray_sweep_without_ray_installed_is_one_line_and_exit_2(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # how Python marks a module that cannot be imported
     store = tmp_path / "results.sqlite"

@@ -2,6 +2,7 @@
 
 The runner (engine.runner.execute) plans, claims and records as it does locally; this module only replaces where
 the groups train:
+- a group a technique trains together (batched DP-SGD) is cut into one part per task slot, so every node trains;
 - the prepared data goes to the cluster once (ray.put); each task gets a reference, so no node reads the data
   files or opens the store (a node needs the project installed, nothing else);
 - calibrated noise multipliers are answered once here (engine.runner.shared_noise) and handed to every task;
@@ -20,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections import deque
 from typing import Any
 
 from engine.errors import EngineError
@@ -85,6 +87,16 @@ def task_slots(ray, settings: ClusterSettings) -> int:
     return slots
 
 
+def cut(groups, slots: int) -> list[Group]:
+    """Each group of several runs (a batched DP-SGD pass) cut into `slots` near-equal parts, one task each, so
+    that the whole cluster trains it; each part is still one pass."""
+    parts: list[Group] = []
+    for group in groups:
+        size = -(-len(group) // max(1, slots))
+        parts.extend(group[at:at + size] for at in range(0, len(group), size))
+    return parts
+
+
 def _outcomes(ray, ref, group: Group, settings: ClusterSettings) -> tuple[list, dict[str, float]]:
     """A finished task's results; every run of the group failed with the reason when the task itself failed."""
     try:
@@ -105,10 +117,12 @@ def train_on_ray(sweep: _Sweep, setup: WorkerSetup, settings: ClusterSettings) -
     ray, connected = connect(settings)
     running: dict[Any, Group] = {}
     try:
-        if task_slots(ray, settings) == 0:
+        slots = task_slots(ray, settings)
+        if slots == 0:
             raise EngineError(f"No node of the Ray cluster has {settings.ray_cpus:g} CPU(s)"
                               f"{f' and {settings.ray_gpus:g} GPU(s)' if settings.ray_gpus else ''} free for a task: "
                               "lower {ray_cpus} or {ray_gpus}, or add a node.", mentions=["ray_cpus", "ray_gpus"])
+        sweep.queue = deque(cut(sweep.queue, slots))
         noise = calibrate_once(sweep.configs.values(), sweep.data, sweep.store)
         data = ray.put(sweep.data)  # once: every task reads it from the object store
         setup = dataclasses.replace(setup, device="cuda" if settings.ray_gpus else "cpu")
@@ -132,7 +146,9 @@ def train_on_ray(sweep: _Sweep, setup: WorkerSetup, settings: ClusterSettings) -
                     return
                 sweep.wait_for_others()
                 continue
-            finished, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
+            finished, waiting = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
+            if finished and waiting:  # and every other task that ended meanwhile, without waiting
+                finished += ray.wait(waiting, num_returns=len(waiting), timeout=0)[0]
             for ref in finished:
                 results, computed = _outcomes(ray, ref, running.pop(ref), settings)
                 for key, value in computed.items():  # a question the driver did not foresee: kept for the rest
