@@ -121,6 +121,26 @@ def test_recorded_epsilon_matches_an_independent_recomputation_of_the_zcdp_budge
     assert record["accountant"] == "zcdp-rdp" and record["delta"] == DELTA
 
 
+def test_several_synthetic_runs_compose_by_rho_to_a_finite_epsilon_that_the_gate_and_verify_agree_on(synthetic_run):
+    """Composed one by one as (epsilon, delta) releases, four runs at delta each would need 4 x delta: epsilon = inf
+    at delta. zCDP adds rho instead: a finite figure, between one run's and the loose sum of their epsilons."""
+    from engine.analysis.verify import _independent_composition
+    from engine.gate.record import releases_on_data
+    from engine.gate.recompute import composed_epsilon
+    from engine.privacy.composition import compose_runs, run_mechanism
+
+    _, _, record, _ = synthetic_run
+    runs = [dict(record, run_id=f"copy-{index}") for index in range(4)]
+    composed = compose_runs(runs, delta=DELTA)
+    assert composed.n_private == 4 and math.isfinite(composed.epsilon)
+    # Four times the rho, converted at delta / 2 with the other half for the PLD: the tight conversion of the summed rho
+    # at delta is a floor, four epsilons added up a ceiling.
+    assert _cdp_eps(4 * record["synth_rho"], DELTA) <= composed.epsilon < 4 * record["epsilon"]
+    independent = _independent_composition([run_mechanism(run)[1] for run in runs], DELTA)
+    gate = composed_epsilon(releases_on_data(runs), DELTA)
+    assert composed.epsilon == pytest.approx(independent, rel=2e-3) and composed.epsilon == pytest.approx(gate, rel=2e-3)
+
+
 def test_a_point_on_the_frontier_with_its_fidelity_and_cached_like_every_run(synthetic_run):
     workspace, spec, record, _ = synthetic_run
     runs = services.read_runs(workspace)

@@ -55,14 +55,21 @@ def _event(key: tuple):
 def _independent_composition(keys: list[tuple], delta: float) -> float:
     """epsilon at `delta` of these mechanisms: Gaussian runs through dp-accounting's DpEvent path; any other
     (epsilon, delta) release (pure-DP runs, a table's DP preprocessing) as the worst-case loss for its parameters,
-    since dp-accounting has no DpEvent for a generic (epsilon, delta) release."""
+    since dp-accounting has no DpEvent for a generic (epsilon, delta) release; zCDP releases (DP synthetic data) by
+    their summed rho through dp-accounting's RDP accountant, as one (epsilon, delta / 2) release."""
     accountant = pld_privacy_accountant.PLDAccountant(value_discretization_interval=DISCRETISATION)
-    generic = []
+    generic, rho = [], 0.0
     for key in keys:
         if key[0] == "gaussian":
             accountant.compose(_event(key))
+        elif key[0] == "zcdp":
+            rho += key[1]
         else:
             generic.append(key)
+    if rho:
+        zcdp = rdp_privacy_accountant.RdpAccountant()
+        zcdp.compose(dp_event.ZCDpEvent(rho))
+        generic.append(("dp", zcdp.get_epsilon(delta / 2), delta / 2))
     loss = accountant._pld  # noqa: SLF001 - the accountant's composed PLD, to compose the generic releases onto
     for _, epsilon, release_delta in generic:
         loss = loss.compose(privacy_loss_distribution.from_privacy_parameters(

@@ -3,6 +3,8 @@ through its DpEvent path, independently of the engine's own accounting (Opacus f
 the composition and the tuning-aware figure): the gate never trusts a stored epsilon.
 
 - A run of the subsampled-Gaussian kind: PLD over (noise multiplier, sampling rate, steps) at the asked delta.
+- A rho-zCDP release (DP synthetic data): dp-accounting's RDP accountant over a ZCDpEvent; in a composition every
+  zCDP release adds its rho, converted once at half of delta and composed as that (epsilon, delta) release.
 - A pure or approximate (epsilon, delta)-DP release (diffprivlib's models, a table's DP preprocessing): its
   recorded epsilon is the mechanism's parameter; it composes as the worst-case loss for those parameters.
 - The tuning-aware figure: RDP repeat-and-select (a Poisson number of trials) of each trial mechanism; the
@@ -39,6 +41,8 @@ def _gaussian(item: dict[str, Any]) -> dp_event.DpEvent:
 
 
 def _release_key(item: dict[str, Any]) -> tuple:
+    if item["kind"] == "zcdp":
+        return ("zcdp", float(item["rho"]))
     if item["kind"] == "subsampled_gaussian":
         return ("gaussian", float(item["noise_multiplier"]), float(item["sampling_rate"]), int(item["steps"]))
     return ("dp", float(item["epsilon"]), float(item["delta"]), int(item.get("count", 1)))
@@ -55,6 +59,8 @@ def _composed_loss(keys: tuple[tuple, ...]):
                 dp_event.PoissonSampledDpEvent(rate, dp_event.GaussianDpEvent(noise)), steps))
     loss = accountant._pld  # noqa: SLF001 - the composed PLD, to compose the generic (epsilon, delta) releases onto
     for key in keys:
+        if key[0] == "zcdp":
+            continue  # composed at the asked delta (composed_epsilon)
         if key[0] == "dp":
             # No DpEvent exists for a generic (epsilon, delta) release: its worst-case privacy loss distribution.
             _, epsilon, delta, count = key
@@ -67,7 +73,18 @@ def _composed_loss(keys: tuple[tuple, ...]):
 def composed_epsilon(releases: Iterable[dict[str, Any]], delta: float) -> float:
     """epsilon at `delta` of composing `releases` (the record's mechanisms: Gaussian groups, (epsilon, delta)s)."""
     keys = tuple(sorted(_release_key(item) for item in releases))
-    return float(_composed_loss(keys).get_epsilon_for_delta(delta))
+    loss, rho = _composed_loss(keys), sum(key[1] for key in keys if key[0] == "zcdp")
+    if rho:
+        loss = loss.compose(privacy_loss_distribution.from_privacy_parameters(
+            common.DifferentialPrivacyParameters(_zcdp_epsilon(rho, delta / 2), delta / 2),
+            value_discretization_interval=DISCRETISATION))
+    return float(loss.get_epsilon_for_delta(delta))
+
+
+def _zcdp_epsilon(rho: float, delta: float) -> float:
+    accountant = rdp_privacy_accountant.RdpAccountant()
+    accountant.compose(dp_event.ZCDpEvent(rho))
+    return float(accountant.get_epsilon(delta))
 
 
 def run_epsilon(mechanism: dict[str, Any] | None, delta: float) -> float | None:
@@ -75,6 +92,8 @@ def run_epsilon(mechanism: dict[str, Any] | None, delta: float) -> float | None:
         return None
     if mechanism["kind"] == "subsampled_gaussian":
         return composed_epsilon([mechanism], delta)
+    if mechanism["kind"] == "zcdp":
+        return _zcdp_epsilon(float(mechanism["rho"]), delta)
     # A pure epsilon-DP run is (epsilon, 0)-DP at every delta; an approximate one only at deltas >= its own.
     return float(mechanism["epsilon"]) if float(mechanism["delta"]) <= delta else math.inf
 

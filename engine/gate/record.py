@@ -70,13 +70,17 @@ def mechanism(record: dict[str, Any]) -> dict[str, Any] | None:
     key = found[1]
     if key[0] == "gaussian":
         return {"kind": "subsampled_gaussian", "noise_multiplier": key[1], "sampling_rate": key[2], "steps": key[3]}
+    if key[0] == "zcdp":
+        return {"kind": "zcdp", "rho": key[1]}
     return {"kind": "dp", "epsilon": key[1], "delta": key[2]}
 
 
 def releases_on_data(records: Iterable[dict[str, Any]], extra_releases=()) -> list[dict[str, Any]]:
     """Every private release on the rows, grouped by mechanism: one subsampled Gaussian per (noise, rate) with
-    the total of its steps, one (epsilon, delta) release per value with its count; the table's DP preprocessing."""
+    the total of its steps, one (epsilon, delta) release per value with its count, every zCDP release as one of
+    their summed rho; the table's DP preprocessing."""
     gaussian, generic, runs = Counter(), Counter(), Counter()
+    zcdp_rho, zcdp_runs = 0.0, 0
     for record in records:
         if record.get("status") != "ok" or (found := mechanism(record)) is None:
             continue
@@ -84,6 +88,8 @@ def releases_on_data(records: Iterable[dict[str, Any]], extra_releases=()) -> li
             key = (found["noise_multiplier"], found["sampling_rate"])
             gaussian[key] += found["steps"]
             runs[key] += 1
+        elif found["kind"] == "zcdp":
+            zcdp_rho, zcdp_runs = zcdp_rho + found["rho"], zcdp_runs + 1
         else:
             generic[(found["epsilon"], found["delta"], "run")] += 1
     for what, epsilon, delta in extra_releases:
@@ -91,7 +97,8 @@ def releases_on_data(records: Iterable[dict[str, Any]], extra_releases=()) -> li
     return ([{"kind": "subsampled_gaussian", "noise_multiplier": noise, "sampling_rate": rate, "steps": steps,
               "runs": runs[(noise, rate)]} for (noise, rate), steps in sorted(gaussian.items())]
             + [{"kind": "dp", "epsilon": epsilon, "delta": delta, "count": count, "what": what}
-               for (epsilon, delta, what), count in sorted(generic.items())])
+               for (epsilon, delta, what), count in sorted(generic.items())]
+            + ([{"kind": "zcdp", "rho": zcdp_rho, "runs": zcdp_runs}] if zcdp_runs else []))
 
 
 def _schema(info: DatasetInfo, run: dict[str, Any]) -> list[dict[str, Any]]:

@@ -2,7 +2,10 @@
 is covered only by composing all of them. Composed with Google's dp-accounting PLD accountant, each run as
 its real mechanism: a Poisson-subsampled Gaussian repeated `steps` times for DP-SGD and its federated kin, the
 worst-case privacy loss for its (epsilon, delta) for any other DP release (diffprivlib's models, local DP),
-and any privacy a table's preprocessing spent (an uploaded table's DP bounds).
+and any privacy a table's preprocessing spent (an uploaded table's DP bounds). A rho-zCDP release (DP synthetic
+data) composes by adding rho: all of them together are converted once to (epsilon, delta / 2) by dp-accounting's
+RDP accountant and enter the PLD as that (epsilon, delta) release, leaving the other half of delta to the rest.
+(Composing each as its own (epsilon, delta) instead would sum their deltas past the target: epsilon = inf.)
 
 At scale: runs of one mechanism (the same noise multiplier and sampling rate) compose as one self-composition
 of their summed steps, pure runs of one epsilon as one self-composition of their count, and the result is
@@ -18,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from dp_accounting.pld import common, privacy_loss_distribution
+
+from engine.privacy.zcdp import epsilon_for_rho
 
 ACCOUNTANT_NAME = "PLD (Google dp-accounting)"
 VALUE_DISCRETIZATION = 1e-3  # pessimistic discretisation: an upper bound on epsilon, tight to ~0.1%
@@ -46,7 +51,9 @@ def _is_number(value: Any) -> bool:
 def run_mechanism(record: dict[str, Any]) -> tuple[str, tuple] | None:
     """(description, key) of one stored run's mechanism, or None for a non-private run.
 
-    key: ("gaussian", noise multiplier, sampling rate, steps) or ("dp", epsilon, delta)."""
+    key: ("gaussian", noise multiplier, sampling rate, steps), ("zcdp", rho) or ("dp", epsilon, delta)."""
+    if _is_number(rho := record.get("synth_rho")) and _is_number(record.get("epsilon")):
+        return "rho-zCDP release (DP synthetic data)", ("zcdp", float(rho))
     noise, rate, steps = record.get("noise_multiplier"), record.get("sample_rate"), record.get("steps")
     if _is_number(noise) and _is_number(rate) and _is_number(steps) and steps:
         # dp-fedavg records the same mechanism over whole clients (privacy_unit "client"); a client-level bound
@@ -64,9 +71,16 @@ def run_mechanism(record: dict[str, Any]) -> tuple[str, tuple] | None:
 @functools.lru_cache(maxsize=256)
 def _composed_epsilon(groups: tuple[tuple, ...], delta: float) -> float:
     """epsilon at `delta` of the mechanisms in `groups`: (("gaussian", sigma, q), total steps) and
-    (("dp", epsilon, delta), count) pairs, each group one self-composition."""
+    (("dp", epsilon, delta), count) pairs, each group one self-composition, and (("zcdp",), total rho)."""
     total = None
     for key, repeats in groups:
+        if key[0] == "zcdp":
+            # Every zCDP release at once: rho adds up; converted once, at half of delta.
+            loss = privacy_loss_distribution.from_privacy_parameters(
+                common.DifferentialPrivacyParameters(epsilon_for_rho(float(repeats), delta / 2), delta / 2),
+                value_discretization_interval=VALUE_DISCRETIZATION)
+            total = loss if total is None else total.compose(loss)
+            continue
         if key[0] == "gaussian":
             _, noise, rate = key
             loss = privacy_loss_distribution.from_gaussian_mechanism(
@@ -102,6 +116,8 @@ def compose_runs(records: Iterable[dict[str, Any]], delta: float,
         mechanisms[description] += 1
         if key[0] == "gaussian":
             groups[key[:3]] += key[3]  # the same (sigma, q): one self-composition of all their steps
+        elif key[0] == "zcdp":
+            groups[("zcdp",)] += key[1]  # zCDP composes by adding rho
         else:
             groups[key] += 1
     for description, epsilon, release_delta in extra_releases:

@@ -39,6 +39,8 @@ def trial_rdp(record: dict[str, Any], orders=ORDERS) -> np.ndarray | None:
         accountant = rdp.RdpAccountant(list(orders))
         accountant.compose(dp_event.PoissonSampledDpEvent(rate, dp_event.GaussianDpEvent(noise)), steps)
         return np.asarray(accountant._rdp, dtype=float)  # noqa: SLF001 - the curve behind get_epsilon
+    if key[0] == "zcdp":
+        return np.asarray(orders, dtype=float) * key[1]  # rho-zCDP: RDP of order alpha is alpha * rho
     _, epsilon, delta = key
     if delta > 0:
         return None  # an approximate-DP release has no RDP curve to offer: it cannot enter this figure
