@@ -20,7 +20,8 @@ def synthetic_panel(synthetic: pd.DataFrame, workspace: Workspace, dataset: str)
         return
     st.subheader("Synthetic data: fidelity, and the table itself")
     shown = synthetic.rename(columns={"target_epsilon": "target ε", "epsilon": "ε", "synth_bins": "bins",
-                                      **FIDELITY_LABELS})
+                                      "accuracy": "test accuracy (real rows)",
+                                      "balanced_accuracy": "test balanced accuracy", **FIDELITY_LABELS})
     st.dataframe(shown, hide_index=True, width="stretch", key="frontier_synthetic_table", placeholder="—")
     st.caption(FIDELITY_CAPTION)
     run_id = st.selectbox("Synthetic table of run", synthetic["run_id"].tolist(), key="frontier_synthetic_run")
