@@ -167,6 +167,24 @@ def test_an_interrupted_ray_sweep_cancels_its_tasks(cluster, tmp_path, node_plug
     assert not [row for row in _rows(tmp_path / "results.sqlite").values() if row["status"] == "ok"]
 
 
+def test_cancelling_a_background_ray_sweep_stops_it_gracefully_and_cancels_its_tasks(cluster, tmp_path, node_plugin,
+                                                                                     monkeypatch):
+    monkeypatch.setenv("FRONTIER_TEST_SLOW_SECONDS", "3")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "tests"), str(ROOT)]))  # the job imports the plugin
+    workspace = Workspace.at(tmp_path / "results.sqlite")
+    plan = services.plan(make_spec(**NODE_SPEC, seeds=tuple(range(10))), workspace)
+    job = services.launch(plan, workspace, cluster=ClusterSettings(backend="ray", ray_address=cluster))
+    _poll(lambda: services.job_status(job, workspace).done >= 1, 120, "the job's first run")
+    status = services.cancel(job, workspace)  # SIGTERM to the job: the sweep must cancel its tasks and report
+    assert status.state == "cancelled" and 1 <= status.done < status.total
+    assert _poll(lambda: services.job_status(job, workspace).exit_code, 30, "the job's exit code") == 130  # its report
+    _poll(lambda: not [process for process in psutil.process_iter(["cmdline"])
+                       if "train_group_task" in " ".join(process.info["cmdline"] or [])], 30, "the tasks to end")
+    with sqlite3.connect(workspace.store_path) as db:
+        assert db.execute("SELECT count(*) FROM runs WHERE status = 'ok'").fetchone()[0] == status.done
+        assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
+
+
 def test_killing_a_worker_node_mid_sweep_loses_no_run_and_the_sweep_completes(cluster, tmp_path, node_plugin,
                                                                               monkeypatch):
     attempts = tmp_path / "attempts.jsonl"
@@ -199,15 +217,15 @@ def test_killing_a_worker_node_mid_sweep_loses_no_run_and_the_sweep_completes(cl
 
     try:
         threading.Thread(target=kill_worker_node_while_it_trains, daemon=True).start()
-        report = _sweep(make_spec(**NODE_SPEC, seeds=tuple(range(12))), tmp_path / "results.sqlite",
+        report = _sweep(make_spec(**NODE_SPEC, seeds=tuple(range(8))), tmp_path / "results.sqlite",
                         ClusterSettings(backend="ray", ray_address=cluster, ray_retries=3), on_progress=on_progress)
     finally:
         ray.shutdown()
     assert killed, "the worker node was never killed"
-    assert (report.trained, report.failed) == (12, 0)
-    assert sorted(recorded) == list(range(12))  # each run recorded once
+    assert (report.trained, report.failed) == (8, 0)
+    assert sorted(recorded) == list(range(8))  # each run recorded once
     rows = _rows(tmp_path / "results.sqlite")
-    assert len(rows) == 12 and all(row["status"] == "ok" for row in rows.values())
+    assert len(rows) == 8 and all(row["status"] == "ok" for row in rows.values())
     by_seed = {row["seed"]: row for row in rows.values()}
     assert set(killed["recorded"]) <= set(by_seed)  # nothing finished before the kill was lost
     retried = [attempt["node"] for attempt in tried() if attempt["seed"] == killed["seed"]]

@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
+import threading
 from collections import deque
 from typing import Any
 
@@ -63,6 +65,10 @@ def connect(settings: ClusterSettings) -> tuple[Any, bool]:
 
     if ray.is_initialized():
         return ray, False
+    # Ray's core installs its own SIGTERM handler, which ends the process at once: a background job's Cancel would
+    # then skip the sweep's ray.cancel and its report. This process's handlers are put back after connecting.
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)} \
+        if threading.current_thread() is threading.main_thread() else {}
     try:
         ray.init(address=settings.ray_address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
@@ -70,6 +76,9 @@ def connect(settings: ClusterSettings) -> tuple[Any, bool]:
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise EngineError(f"Could not reach the Ray cluster at {where} ({detail}): check {{ray_address}} "
                           "(`ray status` on the head node prints it).", mentions=["ray_address"]) from exc
+    for number, handler in handlers.items():
+        if handler is not None:
+            signal.signal(number, handler)
     return ray, True
 
 
