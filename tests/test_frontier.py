@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from engine.analysis.frontier import local_global_view, pareto_front, pareto_mask, summarise
+from engine.analysis.frontier import clipped_models, local_global_view, pareto_front, pareto_mask, summarise
 
 
 def _runs(rows):
@@ -53,3 +53,13 @@ def test_epsilon_ticks_one_per_measured_budget_without_overlapping_labels():
     # Reported epsilons sit just under their targets (0.993 for 1): one tick each, the round value.
     front = pd.DataFrame({"epsilon": [0.0993, 0.1, 0.993, 1.0, 3.978, 4.0, 7.95, 8.0, 0.5]})
     assert _epsilon_ticks(front)[1] == [0.1, 0.5, 1.0, 4.0, 8.0]
+
+
+def test_the_clipping_heatmap_offers_the_models_the_technique_was_run_with():
+    # dp-sgd ran an mlp only; dp-logreg (a logreg) never clips: the heatmap's model list starts at mlp, not logreg.
+    rows = [("a", "ok", "d", "dp-sgd", "mlp", 1.0, 1.0, 1.0, 1e-5, "prv", 1, 1, 1.0, 0, 0.8, 1.0, "central"),
+            ("b", "ok", "d", "dp-logreg", "logreg", 1.0, 1.0, None, 0.0, "pure", 1, 1, 1.0, 0, 0.7, 1.0, "central"),
+            ("c", "failed", "d", "dp-sgd", "cnn", 1.0, None, 1.0, 1e-5, "prv", 1, 1, 1.0, 0, None, None, "central")]
+    runs = _runs(rows)
+    assert clipped_models(runs, "d", "dp-sgd", ["logreg", "mlp", "cnn"]) == ["mlp"]
+    assert clipped_models(runs, "d", "dp-sgd", ["logreg"]) == ["logreg"]  # nothing ran: the chosen list as it is

@@ -7,8 +7,8 @@ import streamlit as st
 
 from engine.analysis.encrypted_inference import HE_MEASURES, he_view
 from engine.analysis.synthetic import synthetic_view
-from engine.analysis.frontier import (available_costs, clipping_grid, cost_metrics, cost_view, frontier_view,
-                                      local_global_view)
+from engine.analysis.frontier import (available_costs, clipped_models, clipping_grid, cost_metrics, cost_view,
+                                      frontier_view, local_global_view)
 from engine.present.charts import clipping_heatmap, cost_figure, frontier_figure, local_global_figure
 from engine.present.labels import METRIC_LABELS
 from engine.techniques.registry import get_technique_class, technique_names
@@ -89,7 +89,8 @@ if not clipping:
 else:
     with st.container(horizontal=True):
         heat_technique = st.selectbox("Technique", clipping, key="frontier_heat_technique")
-        heat_model = st.selectbox("Model", chosen_models or models, key="frontier_heat_model")
+        heat_model = st.selectbox("Model", clipped_models(runs, dataset, heat_technique, chosen_models or models),
+                                  key="frontier_heat_model")
     grid = clipping_grid(runs, dataset, heat_technique, heat_model, metric)
     if grid.empty:
         st.caption("No runs for this technique and model.")

@@ -161,6 +161,13 @@ def clipping_grid(runs: pd.DataFrame, dataset: str, technique: str, model: str, 
                               aggfunc="mean")
 
 
+def clipped_models(runs: pd.DataFrame, dataset: str, technique: str, among: list[str]) -> list[str]:
+    """The models of `among` that `technique` has successful clipped runs of on `dataset` (all of `among` if none)."""
+    ran = runs[(runs["dataset"] == dataset) & (runs["technique"] == technique) & (runs["status"] == "ok")
+               & runs["max_grad_norm"].notna()]["model"].unique()
+    return [model for model in among if model in set(ran)] or list(among)
+
+
 def local_global_view(runs: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
     """Mean metric per (trust model, technique, model, target epsilon) at the epsilons where both local and
     central DP runs exist: the gap local DP costs at equal budget. Empty when either side is missing."""
