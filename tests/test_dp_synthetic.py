@@ -199,6 +199,10 @@ def test_the_export_reproduces_the_run_and_its_report_shows_the_table_and_fideli
     assert bundle.reproduces  # the exported spec plans to this very run (settings declared once)
     assert "<h3>The synthetic table</h3>" in bundle.report_html and "safe to hand to anyone" in bundle.report_html
     assert f"{record['synth_tvd_2way']:.4g}" in bundle.report_html
+    # The registry entry names the synthesizer's mechanism and its zCDP budget, and says the table is released too.
+    entry = services.decision_record(workspace, record["run_id"])["registry_entry"]
+    assert entry["mechanism"].startswith("dp-synthetic: MST") and "zCDP" in entry["mechanism"]
+    assert "diffprivlib" not in entry["mechanism"] and "the synthetic table" in entry["released"]
 
 
 def test_an_uploads_domain_comes_from_its_declared_schema_and_round_trips_to_its_columns(tmp_path):

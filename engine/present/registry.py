@@ -32,6 +32,9 @@ def mechanism_text(run: dict[str, Any]) -> str:
             f"{technique}: per-example gradients clipped to norm {run.get('max_grad_norm'):g}"
         return (f"{who}, Gaussian noise (multiplier {run['noise_multiplier']:.4g}) over {run['steps']} steps, "
                 f"Poisson sampling at rate {run['sample_rate']:.4g}; noise and sampling from secret randomness")
+    if run.get("epsilon") is not None and run.get("mechanism"):  # the technique's own description of its noise
+        accounting = f", rho {run['synth_rho']:.4g} (zCDP)" if run.get("synth_rho") is not None else ""
+        return f"{technique}: {run['mechanism']} (epsilon {run['epsilon']:.4g}{accounting}); secret randomness"
     if run.get("epsilon") is not None:
         return (f"{technique}: diffprivlib's {'pure ' if not run.get('delta') else ''}epsilon-DP mechanisms "
                 f"(epsilon {run['epsilon']:g}), secret randomness")
@@ -44,6 +47,9 @@ def registry_entry(run: dict[str, Any], dataset: dict[str, Any], privacy: dict[s
     released = (f"the trained {run.get('model')} model's parameters ({run.get('technique')}), one model chosen "
                 f"among {privacy.get('composed_runs') or 1} private run(s) on this data; evaluation figures (test and "
                 "validation metrics, the trivial rate, the non-private baseline) are not covered by epsilon")
+    if run.get("technique") == "dp-synthetic":
+        released += ("; the synthetic table it was trained on (safe to share at the same epsilon: `frontier synth "
+                     f"{run.get('run_id')}`)")
     if preprocessing:
         released += f"; the table's DP bounds and categories (epsilon {preprocessing:g}, included in epsilon)"
     return {
