@@ -255,6 +255,17 @@ def test_a_ray_sweep_without_ray_installed_is_one_line_and_exit_2(tmp_path, monk
     assert not store.exists()
 
 
+def test_a_ray_address_where_nothing_answers_is_one_line_and_exit_2_before_anything_is_written(tmp_path):
+    store = tmp_path / "results.sqlite"
+    result = CliRunner().invoke(app, ["sweep", "--dataset", "breast-cancer", "--technique", "baseline", "--seeds", "0",
+                                      "--backend", "ray", "--ray-address", f"127.0.0.1:{_free_port()}",
+                                      "--store", str(store), "--quiet"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "--ray-address" in lines[0], result.output
+    assert not store.exists()
+
+
 def test_importing_the_engine_does_not_import_ray():
     code = ("import sys, engine.services, engine.cli, engine.jobs.worker, engine.runner.ray_backend; "
             "sys.exit('ray' in sys.modules)")

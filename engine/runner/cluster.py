@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import socket
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -71,6 +72,7 @@ class ClusterSettings:
         if device == "cuda" and self.ray_gpus == 0:
             raise ConfigError("On Ray a task trains on CUDA only when it reserves a GPU: give {ray_gpus} (1, or a "
                               "fraction such as 0.25), or leave {device} at auto.", mentions=["ray_gpus", "device"])
+        check_reachable(self.ray_address)
 
 
 def require_ray() -> None:
@@ -78,3 +80,16 @@ def require_ray() -> None:
     if importlib.util.find_spec("ray") is None:
         raise MissingExtraError(f"Ray is not installed: run `{RAY_INSTALL}` (on this machine and every node of the "
                                 "cluster), or sweep with the local backend.")
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A HOST:PORT address must answer on its port: Ray itself retries an unreachable head for minutes."""
+    if address is None or "://" in address or address == "auto":
+        return  # Ray finds the cluster itself (RAY_ADDRESS, this machine), or Ray Client connects
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"Nothing answers at the Ray address {address!r} ({exc}): give {{ray_address}} as HOST:PORT "
+                          "of a running head (`ray start --head` prints it; `ray status` on the head checks it).",
+                          setting="ray_address") from exc
