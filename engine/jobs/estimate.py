@@ -5,6 +5,12 @@ model and epochs. Without such runs it is measured on this machine (engine.jobs.
 engine.jobs.timings): steps x seconds a step + what a run spends outside its steps for torch techniques, one timed
 run for the others. DEFAULT_ROW_EPOCH_SECONDS x rows x epochs is only the fallback where nothing could be measured
 (a plan without its data, a technique the probe does not train, a probe that failed). Never creates the store.
+
+DP-SGD runs the runner trains together (batched_dp_sgd, on unless FRONTIER_BATCHED_DP_SGD=0) are grouped as the
+runner groups them (its batch_key groups, cut into one part per worker process on CPU, each part into passes that fit
+in memory), and each pass costs its steps x a batched step of its K models (measured on this machine:
+probe.probe_batched) + what each run spends besides. Stored batched runs record their share of the pass's time, so
+the mean of stored runs stays the first answer for them too.
 """
 
 from __future__ import annotations
@@ -13,13 +19,16 @@ import os
 from dataclasses import dataclass
 
 from engine.config import RunConfig
-from engine.jobs.probe import Measurement, probe, probe_kind
+from engine.jobs.probe import PROBE_MAX_MODELS, Measurement, batched_techniques, probe, probe_batched, probe_kind
 from engine.jobs.timings import recall, remember, timing_key
 from engine.measure import resolve_device
 from engine.privacy.accounting import steps_and_sample_rate
 from engine.privacy.calibration import calibration_key
+from engine.runner.execute import _groups as runner_groups, _spread as spread_among_workers  # the runner's own cut
 from engine.runner.plan import SweepPlan
 from engine.runner.store import ResultStore
+from engine.techniques import batched_dp_sgd
+from engine.techniques.registry import create_technique
 from engine.workspace import Workspace
 
 STARTUP_SECONDS = 8.0  # a fresh process: import torch and Opacus, load and prepare the data
@@ -98,13 +107,84 @@ def _default(technique: str, kind: str, runs: list[RunConfig], n_train: int, why
         f"cores: {why})")
 
 
+def trained_together(group: list[RunConfig], plan: SweepPlan) -> bool:
+    """Whether the runner's `group` (one technique) trains as one batched DP-SGD pass, as the technique decides."""
+    technique = group[0].technique
+    return (plan.data is not None and technique in batched_techniques() and batched_dp_sgd.batching_enabled()
+            and create_technique(technique).batch_key(group[0]) is not None
+            and batched_dp_sgd.batchable(group, plan.data))
+
+
+def batched_passes(groups: list[list[RunConfig]], plan: SweepPlan, device: str) -> list[list[RunConfig]]:
+    """Each group cut into the passes batched_dp_sgd.train_batched makes of it (as many models as memory holds)."""
+    passes = []
+    for group in groups:
+        size = batched_dp_sgd.configs_per_pass(group, plan.data, device)
+        passes.extend(group[at:at + size] for at in range(0, len(group), size))
+    return passes
+
+
+def batched_measurement(plan: SweepPlan, passes: list[list[RunConfig]], workspace: Workspace,
+                        device: str) -> Measurement:
+    """The workspace's measurement of a batched pass like the largest of `passes`, measured now (and kept) if none."""
+    largest = max(passes, key=len)
+    models = min(len(largest), PROBE_MAX_MODELS)
+    key = timing_key(largest[0], fingerprint=plan.fingerprint, device=device, cores=cpu_count(), whole_run=False,
+                     batched_models=models)
+    known = recall(workspace, key)
+    if known is None:
+        known = probe_batched(largest, plan.data, device)
+        remember(workspace, key, known)
+    return known
+
+
+def pass_seconds(measured: Measurement, members: list[RunConfig], n_train: int) -> float:
+    """One pass: its longest member's steps x a step of all its models (a model that is done still rides along),
+    + each run's rest."""
+    steps = max(steps_and_sample_rate(n_train, config.batch_size, config.epochs)[0] for config in members)
+    return steps * measured.step_seconds(len(members)) + len(members) * (measured.overhead_seconds or 0.0)
+
+
+def _batched_seconds(plan: SweepPlan, technique: str, groups: list[list[RunConfig]], workspace: Workspace,
+                     device: str) -> tuple[float, str] | None:
+    """Seconds for `groups` (the runner's batched groups of `technique`) and the words; None when measuring failed
+    (the caller falls back to the per-run path)."""
+    passes = batched_passes(groups, plan, device)
+    try:
+        measured = batched_measurement(plan, passes, workspace, device)
+    except Exception:  # noqa: BLE001 - an estimate must not fail because its measurement did
+        return None
+    largest = max(passes, key=len)
+    steps = max(steps_and_sample_rate(plan.n_train, c.batch_size, c.epochs)[0] for c in largest)
+    runs = sum(len(members) for members in passes)
+    plural = "es" if len(passes) > 1 else ""
+    return sum(pass_seconds(measured, members, plan.n_train) for members in passes), (
+        f"{technique} {runs} runs in {len(passes)} batched pass{plural} ({_ms(measured.step_seconds(len(largest)))} "
+        f"a step for {len(largest)} models, measured on this machine ({measured.steps_timed} steps timed), × "
+        f"{steps:,} steps, + {_secs(measured.overhead_seconds or 0.0)} a run besides)")
+
+
 def _technique_seconds(plan: SweepPlan, technique: str, runs: list[RunConfig], past: list[float],
-                       workspace: Workspace, device: str) -> tuple[float, str]:
-    """Seconds for `runs` (all of `technique`) and the words for how that was found."""
+                       workspace: Workspace, device: str, groups: list[list[RunConfig]]) -> tuple[float, str]:
+    """Seconds for `runs` (all of `technique`; `groups`, the runner's groups of them) and the words for how that
+    was found."""
     if past:
         per_run = sum(past) / len(past)
         return len(runs) * (per_run + RUN_OVERHEAD_SECONDS), (
             f"{technique} {_secs(per_run)} a run (the mean of {len(past)} stored run(s) like it)")
+    together = [group for group in groups if trained_together(group, plan)]
+    batched = _batched_seconds(plan, technique, together, workspace, device) if together else None
+    if batched is not None:
+        alone = [config for group in groups if group not in together for config in group]
+        if not alone:
+            return batched
+        seconds, words = _per_run_seconds(plan, technique, alone, workspace, device)
+        return batched[0] + seconds, f"{batched[1]}; {words}"
+    return _per_run_seconds(plan, technique, runs, workspace, device)
+
+
+def _per_run_seconds(plan: SweepPlan, technique: str, runs: list[RunConfig], workspace: Workspace,
+                     device: str) -> tuple[float, str]:
     kind = "image" if plan.data is not None and plan.data.is_image else "tabular"
     try:
         measured = measurement(plan, runs[0], workspace, device)
@@ -126,6 +206,11 @@ def estimate_plan(plan: SweepPlan, workspace: Workspace, *, workers: int = 1, de
     try:
         cached = store.completed_ids(plan.run_ids) if store else set()
         pending = [config for run_id, config in zip(plan.run_ids, plan.configs) if run_id not in cached]
+        # The runner's groups: runs it trains together, each cut into one part per worker process on CPU.
+        in_workers = workers > 1 and device != "cuda" and len(pending) > 1
+        groups = runner_groups([(str(at), config) for at, config in enumerate(pending)])
+        groups = [[config for _, config in group]
+                  for group in (spread_among_workers(groups, workers) if in_workers else groups)]
         seconds, basis, calibrations = 0.0, [], set()
         for technique in dict.fromkeys(config.technique for config in pending):
             runs = [c for c in pending if c.technique == technique]
@@ -133,7 +218,8 @@ def estimate_plan(plan: SweepPlan, workspace: Workspace, *, workers: int = 1, de
             past = [r["train_seconds"] for r in (store.records(dataset=spec.dataset, technique=technique, status="ok")
                                                  if store else [])
                     if r.get("model") == model and r.get("epochs") == runs[0].epochs and r["train_seconds"] is not None]
-            technique_seconds, words = _technique_seconds(plan, technique, runs, past, workspace, device)
+            technique_seconds, words = _technique_seconds(plan, technique, runs, past, workspace, device,
+                                                          [g for g in groups if g[0].technique == technique])
             seconds += technique_seconds
             basis.append(words)
             for config in runs:
@@ -148,9 +234,10 @@ def estimate_plan(plan: SweepPlan, workspace: Workspace, *, workers: int = 1, de
             store.close()
     seconds += sum(CALIBRATION_SECONDS[accountant] for _, accountant in calibrations)
     if pending:
-        seconds = STARTUP_SECONDS + seconds / max(1, min(workers, cpu_count(), len(pending)))
+        at_once = min(workers, cpu_count(), len(groups)) if in_workers else 1  # as the runner's worker processes
+        seconds = STARTUP_SECONDS + seconds / at_once
         if calibrations:
             basis.append(f"{len(calibrations)} noise calibration(s)")
-        basis.append(f"{STARTUP_SECONDS:.0f} s to start" + (f"; {workers} runs at a time" if workers > 1 else ""))
+        basis.append(f"{STARTUP_SECONDS:.0f} s to start" + (f"; {at_once} worker processes at once" if at_once > 1 else ""))
     return SweepEstimate(total=len(plan.run_ids), cached=len(cached), to_train=len(pending), seconds=seconds,
                          basis="; ".join(basis) if basis else "nothing to train: every run is in the store")

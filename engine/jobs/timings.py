@@ -1,7 +1,7 @@
 """The probe's measurements, kept in the workspace (TIMINGS_FILE beside the store) so that the Sweep page, which
 estimates on every rerun, measures a configuration once. Keyed by what a step's cost depends on: the prepared
 data's fingerprint, the technique (and its own settings), the model and its width, the batch size, the device, the
-cores this process may use, and the engine's version.
+cores this process may use, and the engine's version (and, for a batched DP-SGD pass, the models it was timed with).
 
 Looking writes nothing: while the workspace folder does not exist yet, measurements are kept in this process only.
 """
@@ -22,13 +22,17 @@ TIMINGS_FILE = "timings.json"
 _in_memory: dict[tuple[str, str], dict] = {}  # (workspace folder, key) -> measurement, while no folder exists
 
 
-def timing_key(config: RunConfig, *, fingerprint: str, device: str, cores: int, whole_run: bool) -> str:
-    """One string per thing measured. A whole-run measurement also depends on the epochs and the privacy budget."""
+def timing_key(config: RunConfig, *, fingerprint: str, device: str, cores: int, whole_run: bool,
+               batched_models: int | None = None) -> str:
+    """One string per thing measured. A whole-run measurement also depends on the epochs and the privacy budget; a
+    batched pass's on how many models it was measured with (other counts are scaled from it)."""
     values = dict(fingerprint=fingerprint, technique=config.technique, model=config.model,
                   hidden_units=config.hidden_units, batch_size=config.batch_size, device=device, cores=cores,
                   engine=ENGINE_VERSION, params=[list(pair) for pair in config.params])
     if whole_run:
         values.update(epochs=config.epochs, target_epsilon=config.target_epsilon)
+    if batched_models is not None:
+        values.update(batched_models=batched_models)
     return json.dumps(values, sort_keys=True, default=str)
 
 
