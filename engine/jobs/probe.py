@@ -169,7 +169,11 @@ def probe_batched(configs: list[RunConfig], data: PreparedDataset, device: str) 
         ends: list[float] = []  # perf_counter at the end of each of the first member's epochs
         begun = time.perf_counter()
 
-        def on_progress(config: RunConfig, _fraction: float) -> None:
+        def on_progress(config: RunConfig, fraction: float) -> None:
+            # Stop before any member takes its last step: a finished member's epsilon (at the probe's noise and
+            # sample rate, PRV) can take far longer than the probe.
+            if fraction >= 1 - 1.5 / PROBE_MAX_EPOCHS:
+                raise _Enough
             if config is not members[0]:
                 return
             ends.append(time.perf_counter())
