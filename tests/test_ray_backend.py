@@ -30,6 +30,7 @@ from engine.cli import app
 from engine.runner.cluster import ClusterSettings
 from engine.runner.records import open_store
 from engine.runner.shared_noise import calibrate_once
+from engine.techniques import registry
 from engine.techniques.registry import load_plugins
 from engine.workspace import Workspace
 from engine_support import make_spec
@@ -38,6 +39,7 @@ ray = pytest.importorskip("ray")  # `make test` installs it (the test extra reac
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
+PLUGIN = "fixtures.ray_techniques"
 SPEC = dict(dataset="breast-cancer", techniques=("baseline", "dp-sgd"), epochs=(1,), batch_size=(64,),
             accountant="rdp", epsilons=(1.0, 4.0), clipping_norms=(1.0,), seeds=(0, 1, 2, 3))  # 4 + 8 runs
 NODE_SPEC = dict(dataset="breast-cancer", techniques=("node-test",), epochs=(1,), batch_size=(64,))
@@ -108,8 +110,13 @@ def cluster():
 
 @pytest.fixture
 def node_plugin(monkeypatch):
-    monkeypatch.setenv("FRONTIER_PLUGINS", "fixtures.ray_techniques")
-    load_plugins(["fixtures.ray_techniques"])
+    monkeypatch.setenv("FRONTIER_PLUGINS", PLUGIN)
+    load_plugins([PLUGIN])
+    yield
+    # Forgotten too: later tests' detached workers would be told to import it without tests/ on the path.
+    registry.unregister_technique("node-test")
+    if PLUGIN in registry._PLUGINS:
+        registry._PLUGINS.remove(PLUGIN)
 
 
 def _sweep(spec, store: Path, cluster: ClusterSettings | None = None, on_progress=None):
