@@ -208,4 +208,4 @@ def test_a_batched_pass_costs_its_steps_times_a_step_of_its_models(workspace, mo
     step = 0.02 + (18 - 10) * 0.001  # the measured step moved along the per-model cost to 18 models
     training = estimate.seconds - estimating.STARTUP_SECONDS - 3 * estimating.CALIBRATION_SECONDS["rdp"]
     assert training == pytest.approx(steps * step + 18 * 0.01)
-    assert f"28 ms a step for 18 models, measured on this machine (30 steps timed), × {steps:,} steps" in estimate.basis
+    assert f"28 ms a step for 18 models measured on this machine, 30 steps timed; × {steps:,} steps" in estimate.basis

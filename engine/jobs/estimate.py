@@ -150,18 +150,26 @@ def _batched_seconds(plan: SweepPlan, technique: str, groups: list[list[RunConfi
     """Seconds for `groups` (the runner's batched groups of `technique`) and the words; None when measuring failed
     (the caller falls back to the per-run path)."""
     passes = batched_passes(groups, plan, device)
+    shapes: dict[tuple, list[list[RunConfig]]] = {}  # passes of one model shape share a measurement
+    for members in passes:
+        shapes.setdefault((members[0].model, members[0].hidden_units, members[0].params), []).append(members)
     try:
-        measured = batched_measurement(plan, passes, workspace, device)
+        measured_by_shape = {shape: batched_measurement(plan, alike, workspace, device)
+                             for shape, alike in shapes.items()}
     except Exception:  # noqa: BLE001 - an estimate must not fail because its measurement did
         return None
-    largest = max(passes, key=len)
+    seconds = sum(pass_seconds(measured_by_shape[shape], members, plan.n_train)
+                  for shape, alike in shapes.items() for members in alike)
+    largest = max(passes, key=len)  # described in words
+    measured = measured_by_shape[(largest[0].model, largest[0].hidden_units, largest[0].params)]
     steps = max(steps_and_sample_rate(plan.n_train, c.batch_size, c.epochs)[0] for c in largest)
     runs = sum(len(members) for members in passes)
     plural = "es" if len(passes) > 1 else ""
-    return sum(pass_seconds(measured, members, plan.n_train) for members in passes), (
-        f"{technique} {runs} runs in {len(passes)} batched pass{plural} ({_ms(measured.step_seconds(len(largest)))} "
-        f"a step for {len(largest)} models, measured on this machine ({measured.steps_timed} steps timed), × "
-        f"{steps:,} steps, + {_secs(measured.overhead_seconds or 0.0)} a run besides)")
+    return seconds, (
+        f"{technique} {runs} run{'s' if runs != 1 else ''} in {len(passes)} batched pass{plural} "
+        f"({_ms(measured.step_seconds(len(largest)))} a step for {len(largest)} model{'s' if len(largest) != 1 else ''}"
+        f" measured on this machine, {measured.steps_timed} steps timed; × {steps:,} steps, "
+        f"+ {_secs(measured.overhead_seconds or 0.0)} a run besides)")
 
 
 def _technique_seconds(plan: SweepPlan, technique: str, runs: list[RunConfig], past: list[float],
