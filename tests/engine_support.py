@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from engine import services
@@ -40,3 +41,14 @@ def run_sweep(spec: SweepSpec, *, store, uploads_dir: Path | None = None, worker
     assert uploads_dir is None or Path(uploads_dir) == workspace.uploads_dir, "uploads live beside their store"
     return services.run(services.plan(spec, workspace), workspace, workers=workers, device=device,
                         on_progress=on_progress)
+
+
+def poll(condition, timeout: float, what: str, every: float = 0.1):
+    """The first truthy value of `condition()` within `timeout` seconds (a wait on a condition, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -33,7 +33,7 @@ from engine.runner.shared_noise import calibrate_once
 from engine.techniques import registry
 from engine.techniques.registry import load_plugins
 from engine.workspace import Workspace
-from engine_support import make_spec
+from engine_support import make_spec, poll
 
 ray = pytest.importorskip("ray")  # `make test` installs it (the test extra reaches privacy-frontier[ray])
 
@@ -45,16 +45,6 @@ SPEC = dict(dataset="breast-cancer", techniques=("baseline", "dp-sgd"), epochs=(
 NODE_SPEC = dict(dataset="breast-cancer", techniques=("node-test",), epochs=(1,), batch_size=(64,))
 CONFIG_COLUMNS = ("run_id", "point_id", "config", "dataset_fingerprint", "n_train", "technique", "seed",
                   "target_epsilon", "max_grad_norm", "delta", "accountant", "epochs", "batch_size", "learning_rate")
-
-
-def _poll(condition, timeout: float, what: str, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _free_port() -> int:
@@ -161,14 +151,14 @@ def test_an_interrupted_ray_sweep_cancels_its_tasks(cluster, tmp_path, node_plug
     ray.init(address=cluster, log_to_driver=False)  # the sweep keeps this connection: only ray.cancel frees the CPUs
     try:
         def interrupt_when_busy():
-            _poll(lambda: ray.available_resources().get("CPU", 0) == 0, 60, "both nodes training")
+            poll(lambda: ray.available_resources().get("CPU", 0) == 0, 60, "both nodes training")
             _thread.interrupt_main()  # what Ctrl-C, or a background job's Cancel (SIGTERM), does to the sweep
 
         threading.Thread(target=interrupt_when_busy, daemon=True).start()
         report = _sweep(make_spec(**NODE_SPEC, seeds=(0, 1, 2, 3)), tmp_path / "results.sqlite",
                         ClusterSettings(backend="ray", ray_address=cluster))
         assert report.interrupted and report.trained == 0
-        _poll(lambda: ray.available_resources().get("CPU", 0) == 2, 30, "the cancelled tasks to free their CPUs")
+        poll(lambda: ray.available_resources().get("CPU", 0) == 2, 30, "the cancelled tasks to free their CPUs")
     finally:
         ray.shutdown()
     assert not [row for row in _rows(tmp_path / "results.sqlite").values() if row["status"] == "ok"]
@@ -181,11 +171,11 @@ def test_cancelling_a_background_ray_sweep_stops_it_gracefully_and_cancels_its_t
     workspace = Workspace.at(tmp_path / "results.sqlite")
     plan = services.plan(make_spec(**NODE_SPEC, seeds=tuple(range(10))), workspace)
     job = services.launch(plan, workspace, cluster=ClusterSettings(backend="ray", ray_address=cluster))
-    _poll(lambda: services.job_status(job, workspace).done >= 1, 120, "the job's first run")
+    poll(lambda: services.job_status(job, workspace).done >= 1, 120, "the job's first run")
     status = services.cancel(job, workspace)  # SIGTERM to the job: the sweep must cancel its tasks and report
     assert status.state == "cancelled" and 1 <= status.done < status.total
-    assert _poll(lambda: services.job_status(job, workspace).exit_code, 30, "the job's exit code") == 130  # its report
-    _poll(lambda: not [process for process in psutil.process_iter(["cmdline"])
+    assert poll(lambda: services.job_status(job, workspace).exit_code, 30, "the job's exit code") == 130  # its report
+    poll(lambda: not [process for process in psutil.process_iter(["cmdline"])
                        if "train_group_task" in " ".join(process.info["cmdline"] or [])], 30, "the tasks to end")
     with sqlite3.connect(workspace.store_path) as db:
         assert db.execute("SELECT count(*) FROM runs WHERE status = 'ok'").fetchone()[0] == status.done
@@ -212,7 +202,7 @@ def test_killing_a_worker_node_mid_sweep_loses_no_run_and_the_sweep_completes(cl
             return recorded and [a for a in tried() if a["node"] == worker["NodeID"] and a["seed"] not in recorded
                                  and time.time() - a["time"] < 0.5]
 
-        attempt = _poll(training_there, 60, "the worker node to train a run")[0]
+        attempt = poll(training_there, 60, "the worker node to train a run")[0]
         killed.update(seed=attempt["seed"], recorded=list(recorded))
         raylet = psutil.Process(attempt["pid"]).parent()  # the worker node's raylet: the node itself
         assert raylet.name() == "raylet", raylet

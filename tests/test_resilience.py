@@ -30,7 +30,7 @@ from engine.runner.execute import run_plan
 from engine.runner.records import open_store
 from engine.runner.store import SCHEMA_VERSION, unsaved_paths
 from engine.techniques.registry import register_technique, unregister_technique
-from engine_support import make_spec, plan_sweep, run_sweep
+from engine_support import make_spec, plan_sweep, poll, run_sweep
 from conftest import QUICK
 from fixtures.resilience_techniques import NaNScores
 
@@ -49,16 +49,6 @@ def _sweep(store: Path, runs: int, *extra: str, slow: float = 1.0) -> subprocess
     return subprocess.Popen([*SWEEP, *_epsilons(runs), "--store", str(store), *extra], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**PLUGIN_ENV, "FRONTIER_TEST_SLOW_SECONDS": str(slow)})
-
-
-def _poll(condition, timeout: float, what: str, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _count(store: Path, sql: str) -> int:
@@ -128,7 +118,7 @@ def test_killing_the_parent_of_workers_leaves_no_process_behind(tmp_path):
     sweep = _sweep(store, 6, "--workers", "2", slow=5.0)
     try:
         parent = psutil.Process(sweep.pid)
-        _poll(lambda: len(_workers(parent)) == 2 and _count(store, "SELECT count(*) FROM claims") >= 2, 60,
+        poll(lambda: len(_workers(parent)) == 2 and _count(store, "SELECT count(*) FROM claims") >= 2, 60,
               "two workers training")
         descendants = parent.children(recursive=True)
         sweep.send_signal(signal.SIGKILL)
@@ -153,7 +143,7 @@ def test_a_killed_worker_is_replaced_and_its_runs_retried_once(tmp_path):
     sweep = _sweep(store, 4, "--workers", "2", slow=1.0)
     try:
         parent = psutil.Process(sweep.pid)
-        workers = _poll(lambda: len(_workers(parent)) == 2 and _count(store, "SELECT count(*) FROM claims") >= 2
+        workers = poll(lambda: len(_workers(parent)) == 2 and _count(store, "SELECT count(*) FROM claims") >= 2
                         and _workers(parent), 60, "two workers training")
         workers[0].send_signal(signal.SIGKILL)
         out, err = sweep.communicate(timeout=120)
