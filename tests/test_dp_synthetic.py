@@ -22,6 +22,7 @@ from engine.cli import build_app
 from engine.data import encode_table, get_dataset_info
 from engine.runner.artefacts import artefact_path
 from engine.synthetic.domain import synth_domain
+from engine.gate.policy import policy_for_decision
 from engine.workspace import Workspace
 from engine_support import make_spec, prepared_data
 
@@ -248,3 +249,16 @@ def test_frontier_verify_recomputes_the_epsilon_from_the_ledger_and_catches_a_lo
     findings = services.verify(copy).findings
     assert [finding.run_id for finding in findings] == [record["run_id"]]
     assert "Gaussian measurements" in findings[0].message
+
+
+def test_the_gate_passes_a_synthetic_run_under_its_own_policy_and_names_its_zcdp_accountant(synthetic_run):
+    """The gate recomputes the run's epsilon from its rho (dp-accounting RDP); a policy allowing only DP-SGD's PRV
+    fails the accountant rule alone, saying the technique is always accounted with zCDP (no --accountant to retrain)."""
+    workspace, _, record, _ = synthetic_run
+    policy = policy_for_decision(services.decision_record(workspace, record["run_id"]))
+    outcome = services.gate(workspace, policy, run_id=record["run_id"])
+    assert not outcome.failures, [result.line for result in outcome.failures]
+    assert outcome.recomputed.run_epsilon == pytest.approx(record["epsilon"], rel=1e-6)
+    strict = services.gate(workspace, dataclasses.replace(policy, accountants=("prv",)), run_id=record["run_id"])
+    (failure,) = strict.failures
+    assert failure.rule == "accountant" and "zcdp-rdp" in failure.line and "allow it in the policy" in failure.line
