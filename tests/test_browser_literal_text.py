@@ -52,6 +52,16 @@ def dashboard(tmp_path):
         yield url, store_path
 
 
+def _wait_shown(page, texts) -> None:
+    """Wait (a condition, never a sleep) until every one of `texts` is on the page; on a time-out the caller's
+    asserts say which is missing."""
+    try:
+        page.wait_for_function(f"texts => {{ const shown = ({SHOWN})(); return texts.every(t => shown.includes(t)); }}",
+                               arg=list(texts), timeout=RENDER_TIMEOUT_MS)
+    except Exception:  # noqa: BLE001 - playwright's TimeoutError: the asserts that follow report what is missing
+        pass
+
+
 def _open(page, link: str, ready: str) -> str:
     page.locator('[data-testid="stSidebarNavLink"]', has_text=link).first.click()
     page.get_by_text(ready).first.wait_for(state="visible")
@@ -91,10 +101,13 @@ def test_hostile_names_render_as_text_and_nothing_leaves_localhost(dashboard):
                 {"name": FILENAME, "mimeType": "text/csv", "buffer": _hostile_csv()})
             page.get_by_role("button", name="Save dataset").wait_for(state="visible")
             _settle(page)
+            # The file name, a flagged column in the warning, a text column in a widget label (the form's lower
+            # widgets can paint after its button: wait for them, then read).
+            expected = (FILENAME, f"{SCRIPT} mail: its name suggests an e-mail address", f"Values of {LINK}")
+            _wait_shown(page, expected)
             shown = page.evaluate(SHOWN)
             assert page.evaluate(POINTERS) == []
-            # The file name, a flagged column in the warning, a text column in a widget label.
-            for text in (FILENAME, f"{SCRIPT} mail: its name suggests an e-mail address", f"Values of {LINK}"):
+            for text in expected:
                 assert text in shown, (text, shown)
             page.get_by_text("Read them from the rows").first.click()  # every value kept: the card lists them all
             _settle(page)
