@@ -38,12 +38,13 @@ def sweep(workspace, **values) -> list[str]:
 
 def test_positive_control_an_overfit_non_private_mlp_is_measurably_vulnerable(workspace):
     """Baseline MLP on heart, 40 epochs: RMIA's AUC is clearly above 0.5 with its interval, and the one-run lower
-    bound is above 0."""
+    bound is above 0. The canaries are secret draws, so the bound varies: with 180 of heart's 552 training rows it was
+    0 on 3 of 150 audits here (and once in CI); with 270, 0 of 150 (lowest 0.12)."""
     [run_id] = sweep(workspace, techniques=["baseline"], epochs=40)
     rmia = services.audit(workspace, run_id, AuditSettings(attack="rmia", reference_models=2), device="cpu").figures
     assert rmia.auc.low > 0.55, rmia.auc
     assert rmia.epsilon is None and not rmia.breach  # no guarantee, so nothing to breach
-    one_run = services.audit(workspace, run_id, AuditSettings(canaries=180), device="cpu").figures
+    one_run = services.audit(workspace, run_id, AuditSettings(canaries=270), device="cpu").figures
     assert one_run.lower_bound.epsilon > 0, one_run.lower_bound
 
 
