@@ -15,6 +15,7 @@ import torch
 
 from engine.config import RunConfig, SweepSpec
 from engine.data import DatasetInfo, PreparedDataset
+from engine.federated.batched_clients import BatchedClientsTrainer
 from engine.federated.compression import Compression, parse_compression
 from engine.federated.local import ClientData, LocalOptions, ParamLayout, make_trainer
 from engine.federated.client_level_dp import ClientLevelDP, client_level_noise, client_level_warning
@@ -25,6 +26,7 @@ from engine.federated.strategies import FedAvg, FedProx, run_rounds
 from engine.measure import PeakMemory, Stopwatch
 from engine.privacy.calibration import calibrated_noise
 from engine.techniques.base import Measurement, RunContext, RunProgress, RunResult, Technique
+from engine.techniques.batched_dp_sgd import BATCHED_MODELS, batching_enabled
 from engine.techniques.class_weights import class_weights
 from engine.techniques.federated_settings import FederatedSettings, FedProxSettings, PartitionSettings, resolve_rounds
 from engine.techniques.training import evaluate, model_for, seed_everything
@@ -187,11 +189,13 @@ class FedDPSGD(FederatedTechnique):
                                                                   fed.local_epochs, fed.rounds)
         noise = calibrated_noise(target_epsilon=config.target_epsilon, delta=config.delta, sample_rate=sample_rate,
                                  steps=planned, accountant=config.accountant, cache=context.noise_cache)
-        trainer = DPSGDTrainer(model, layout, noise_multiplier=noise, max_grad_norm=config.max_grad_norm,
-                               sample_rate=sample_rate, steps_per_epoch=steps_per_epoch,
-                               randomness=context.randomness)
-        return strategy, trainer, {"trainer": "opacus", "noise_multiplier": noise, "sample_rate": sample_rate,
-                                   "steps_per_epoch": steps_per_epoch,
+        # Table models: the round's clients stacked in one pass (issue 14); the CNN, or batching off: Opacus per client
+        batched = batching_enabled() and config.model in BATCHED_MODELS
+        trainer = (BatchedClientsTrainer if batched else DPSGDTrainer)(
+            model, layout, noise_multiplier=noise, max_grad_norm=config.max_grad_norm, sample_rate=sample_rate,
+            steps_per_epoch=steps_per_epoch, randomness=context.randomness)
+        return strategy, trainer, {"trainer": "batched-clients" if batched else "opacus", "noise_multiplier": noise,
+                                   "sample_rate": sample_rate, "steps_per_epoch": steps_per_epoch,
                                    "max_local_steps": fed.local_epochs * steps_per_epoch}
 
     def finish_privacy(self, config, fed, history, fields, layout):
