@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Hashable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -10,6 +10,7 @@ from torch import nn
 from engine.config import RunConfig
 from engine.data import PreparedDataset
 from engine.measure import PeakMemory, Stopwatch
+from engine.techniques import batched_baseline
 from engine.techniques.base import RunContext, RunProgress, RunResult, Technique
 from engine.techniques.class_weights import class_weights
 from engine.techniques.training import evaluate, model_for, seed_everything, train_epochs, train_loader
@@ -41,3 +42,17 @@ class Baseline(Technique):
     def run(self, config: RunConfig, data: PreparedDataset, *, context: RunContext,
             on_progress: RunProgress | None = None) -> RunResult:
         return train_baseline(config, data, context=context, on_progress=on_progress)[1]
+
+    def batch_key(self, config: RunConfig) -> Hashable | None:
+        """Table models train K configurations in one pass (unless FRONTIER_BATCHED_DP_SGD=0); the mnist CNN always
+        trains per run (engine.techniques.batched_baseline)."""
+        return batched_baseline.batch_key(config)
+
+    def run_batch(self, configs: Iterable[RunConfig], data: PreparedDataset, *, context: RunContext,
+                  on_progress: Callable[[RunConfig, float], None] | None = None,
+                  ) -> Iterator[tuple[RunConfig, RunResult | BaseException]]:
+        configs = list(configs)
+        if batched_baseline.trains_together(configs, data):
+            yield from batched_baseline.train_batched(configs, data, context=context, on_progress=on_progress)
+        else:
+            yield from super().run_batch(configs, data, context=context, on_progress=on_progress)

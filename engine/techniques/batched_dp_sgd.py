@@ -239,7 +239,8 @@ def poisson_batches(n_rows: int, sample_rates: torch.Tensor, active: torch.Tenso
 
 
 @contextmanager
-def _threads(device: str) -> Iterator[None]:
+def pass_threads(device: str) -> Iterator[None]:
+    """A pass's torch settings: CPU_THREADS intra-op threads on CPU, no autograd (gradients are closed-form)."""
     previous = torch.get_num_threads()
     if device == "cpu":
         torch.set_num_threads(CPU_THREADS)
@@ -271,10 +272,12 @@ def free_bytes(device: str) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def configs_per_pass(configs: Sequence[RunConfig], data: PreparedDataset, device: str) -> int:
+def configs_per_pass(configs: Sequence[RunConfig], data: PreparedDataset, device: str,
+                     bytes_per_config: Callable[[RunConfig, PreparedDataset], int] | None = None) -> int:
     """How many configurations train together: at most MAX_CONFIGS_PER_PASS, and as many as MEMORY_SHARE of the
-    device's free memory holds at the largest configuration's estimate (at least one)."""
-    largest = max(_bytes_per_config(config, data) for config in configs)
+    device's free memory holds at the largest configuration's estimate (at least one). `bytes_per_config`: another
+    path's estimate (batched_baseline's), else this one's."""
+    largest = max((bytes_per_config or _bytes_per_config)(config, data) for config in configs)
     return max(1, min(MAX_CONFIGS_PER_PASS, int(MEMORY_SHARE * free_bytes(device) // largest)))
 
 
@@ -394,10 +397,10 @@ def _train_pass(members: list[_Member], data: PreparedDataset, context: RunConte
     pending = set(range(len(members)))
     with PeakMemory(context.device) as memory:  # the pass's peak, read as each member ends
         try:
-            with _threads(context.device):
+            with pass_threads(context.device):
                 training = _Pass(members, data, context)
             while pending:
-                with _threads(context.device):
+                with pass_threads(context.device):
                     finished = training.advance(on_progress)
                     outcomes = [(k, _outcome(k, training, data, context, memory, epsilons)) for k in finished]
                 if not finished:
@@ -410,7 +413,7 @@ def _train_pass(members: list[_Member], data: PreparedDataset, context: RunConte
                 yield members[k].config, exc
 
 
-def _peak_mb(memory: PeakMemory, device: str) -> float | None:
+def pass_peak_mb(memory: PeakMemory, device: str) -> float | None:
     """The pass's peak memory so far (PeakMemory's CPU sampler, or CUDA's allocator peak since the pass began)."""
     if device == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
@@ -429,8 +432,9 @@ def _outcome(k: int, training: _Pass, data: PreparedDataset, context: RunContext
                                         epsilon_scale=config.target_epsilon)
         model = training.net.load_into(k, model_for(config, data)).to(context.device)
         metrics = evaluate(model, data, context.device)  # the per-run path's scoring (and the runner's score tap)
-        return RunResult(**metrics, train_seconds=training.seconds[k], peak_memory_mb=_peak_mb(memory, context.device),
-                         device=context.device, epsilon=epsilons[key], noise_multiplier=member.noise_multiplier,
+        return RunResult(**metrics, train_seconds=training.seconds[k],
+                         peak_memory_mb=pass_peak_mb(memory, context.device), device=context.device,
+                         epsilon=epsilons[key], noise_multiplier=member.noise_multiplier,
                          sample_rate=member.sample_rate, steps=member.steps,
                          extra={"batched_configs": len(training.members)})
     except Exception as exc:
