@@ -62,15 +62,15 @@ def own_noise(sums: Sequence[torch.Tensor], noise_std: float, expected_batch: to
 class ClientsRound:
     """The K selected clients of one round, their stacked models from one global vector, stepped together."""
 
-    def __init__(self, net: StackedNet, rows: Sequence[np.ndarray], data: ClientData, *, max_grad_norm: float,
-                 noise_multiplier: float, sample_rate: float, options: LocalOptions):
+    def __init__(self, net: StackedNet, rows: Sequence[np.ndarray], data: ClientData, x_squared: torch.Tensor, *,
+                 max_grad_norm: float, noise_multiplier: float, sample_rate: float, options: LocalOptions):
         device, k = data.device, len(rows)
         self.net, self.data, self.sample_rate = net, data, sample_rate
         self.sizes = torch.as_tensor([len(own) for own in rows], dtype=torch.long, device=device)  # (K,)
         self.client_rows = torch.zeros((k, max(len(own) for own in rows)), dtype=torch.long, device=device)  # (K, n_max)
         for c, own in enumerate(rows):
             self.client_rows[c, :len(own)] = torch.as_tensor(own, dtype=torch.long, device=device)
-        self.x_squared = data.x.flatten(1).square().sum(1)  # (n,): ||x_i||^2 of every row, once a round
+        self.x_squared = x_squared  # (n,): ||x_i||^2 of every row of data.x
         self.class_weights = (torch.as_tensor(options.class_weights, dtype=torch.float32, device=device)
                               if options.class_weights is not None
                               else torch.ones(net.biases[-1].shape[1], device=device))  # (classes,)
@@ -113,6 +113,12 @@ class BatchedClientsTrainer:
             raise TypeError("The batched clients train stacks of linear layers only.")
         self.noise_multiplier, self.max_grad_norm = noise_multiplier, max_grad_norm
         self.sample_rate, self.steps_per_epoch = sample_rate, steps_per_epoch
+        self._squared: tuple[ClientData, torch.Tensor] | None = None  # the rows' squared norms, once per run
+
+    def squared_norms(self, data: ClientData) -> torch.Tensor:
+        if self._squared is None or self._squared[0] is not data:
+            self._squared = (data, data.x.flatten(1).square().sum(1))  # (n,)
+        return self._squared[1]
 
     def stacked(self, global_vector: np.ndarray, k: int, device: str) -> StackedNet:
         """K copies of the global model."""
@@ -124,7 +130,8 @@ class BatchedClientsTrainer:
     def start(self, global_vector: np.ndarray, clients: list[int], data: ClientData,
               options: LocalOptions) -> ClientsRound:
         return ClientsRound(self.stacked(global_vector, len(clients), str(data.device)),
-                            [data.indices[client] for client in clients], data, max_grad_norm=self.max_grad_norm,
+                            [data.indices[client] for client in clients], data, self.squared_norms(data),
+                            max_grad_norm=self.max_grad_norm,
                             noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate, options=options)
 
     def updates(self, training: ClientsRound, global_vector: np.ndarray) -> np.ndarray:
