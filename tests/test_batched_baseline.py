@@ -1,7 +1,8 @@
 """The batched baseline path (issue 14): K non-private configurations of one sweep in one pass, each still its own run.
 
 Exactness against the per-run path (train_baseline: its DataLoader's shuffles, its loss, torch's Adam), configurations
-that do not disturb each other, a batched sweep against a per-run sweep through the runner, the switch and fallbacks.
+that do not disturb each other, a batched sweep against a per-run sweep through the runner, the switch and fallbacks,
+the sweep estimate's batched passes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import pytest
 import torch
 
 from conftest import QUICK
+from engine import services
+from engine.jobs import estimate as estimating
+from engine.jobs import probe as probing
 from engine.runner.records import open_store
 from engine.techniques import batched_baseline as batched
 from engine.techniques import batched_dp_sgd
@@ -19,6 +23,7 @@ from engine.techniques.base import RunContext
 from engine.techniques.baseline import Baseline, train_baseline
 from engine.techniques.class_weights import class_weights
 from engine.techniques.training import seed_everything, train_loader
+from engine.workspace import Workspace
 from engine_support import expand, make_spec, prepared_data, run_sweep
 
 CPU = RunContext(device="cpu")
@@ -150,3 +155,32 @@ def test_passes_fit_in_memory(monkeypatch):
     monkeypatch.setattr(batched_dp_sgd, "free_bytes", lambda device: int(2.5 * one / batched_dp_sgd.MEMORY_SHARE))
     sizes = [outcome.extra["batched_configs"] for _, outcome in batched.train_batched(configs, data, context=CPU)]
     assert sizes == [2, 2, 2, 2]
+
+
+def test_the_estimate_times_baseline_groups_as_the_runners_passes(isolated_store, monkeypatch):
+    """A batched baseline group is estimated as one pass of its models (probe_batched), and the runner then trains
+    it as that pass; switched off, or a lone run, it is estimated run by run."""
+    workspace = Workspace.at(isolated_store)
+    workspace.folder.mkdir(parents=True)
+    probed = []
+    monkeypatch.setattr(estimating, "probe_batched",
+                        lambda configs, data, device: probed.append(len(configs)) or probing.probe_batched(
+                            configs, data, device))
+    plan = services.plan(make_spec(dataset="heart", techniques=("baseline",), seeds=(0, 1, 2), epochs=2,
+                                   learning_rate=(0.005, 0.02)), workspace)
+    together = services.estimate(plan, workspace, device="cpu")
+    assert probed == [6] and "baseline 6 runs in 1 batched pass (" in together.basis
+    assert "a step for 6 models measured on this machine" in together.basis
+    spread = services.estimate(plan, workspace, workers=2, device="cpu")  # the runner's cut: one part per worker
+    assert "baseline 6 runs in 2 batched passes" in spread.basis and "a step for 3 models" in spread.basis
+    lone = services.estimate(services.plan(make_spec(dataset="heart", techniques=("baseline",), epochs=2), workspace),
+                             workspace, device="cpu")
+    assert "batched" not in lone.basis and "ms a step (" in lone.basis
+    monkeypatch.setenv(batched_dp_sgd.ENVIRONMENT_VARIABLE, "0")
+    alone = services.estimate(plan, workspace, device="cpu")
+    assert "batched" not in alone.basis and "ms a step (" in alone.basis
+    monkeypatch.delenv(batched_dp_sgd.ENVIRONMENT_VARIABLE)
+    report = services.run(plan, workspace, device="cpu")
+    assert report.trained == 6 and not report.failed
+    with open_store(workspace.store_path) as store:
+        assert {record["extra"]["batched_configs"] for record in store.records(status="ok")} == {6}

@@ -6,11 +6,11 @@ engine.jobs.timings): steps x seconds a step + what a run spends outside its ste
 run for the others. DEFAULT_ROW_EPOCH_SECONDS x rows x epochs is only the fallback where nothing could be measured
 (a plan without its data, a technique the probe does not train, a probe that failed). Never creates the store.
 
-DP-SGD runs the runner trains together (batched_dp_sgd, on unless FRONTIER_BATCHED_DP_SGD=0) are grouped as the
-runner groups them (its batch_key groups, cut into one part per worker process on CPU, each part into passes that fit
-in memory), and each pass costs its steps x a batched step of its K models (measured on this machine:
-probe.probe_batched) + what each run spends besides. Stored batched runs record their share of the pass's time, so
-the mean of stored runs stays the first answer for them too.
+DP-SGD and baseline runs the runner trains together (batched_dp_sgd, batched_baseline: on unless
+FRONTIER_BATCHED_DP_SGD=0) are grouped as the runner groups them (its batch_key groups, cut into one part per worker
+process on CPU, each part into passes that fit in memory), and each pass costs its steps x a batched step of its K
+models (measured on this machine: probe.probe_batched) + what each run spends besides. Stored batched runs record
+their share of the pass's time, so the mean of stored runs stays the first answer for them too.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 
 from engine.config import RunConfig
-from engine.jobs.probe import PROBE_MAX_MODELS, Measurement, batched_techniques, probe, probe_batched, probe_kind
+from engine.jobs.probe import PROBE_MAX_MODELS, Measurement, batched_paths, probe, probe_batched, probe_kind
 from engine.jobs.timings import recall, remember, timing_key
 from engine.measure import resolve_device
 from engine.privacy.accounting import steps_and_sample_rate
@@ -27,7 +27,6 @@ from engine.privacy.calibration import calibration_key
 from engine.runner.execute import _groups as runner_groups, _spread as spread_among_workers  # the runner's own cut
 from engine.runner.plan import SweepPlan
 from engine.runner.store import ResultStore
-from engine.techniques import batched_dp_sgd
 from engine.techniques.registry import create_technique
 from engine.workspace import Workspace
 
@@ -108,18 +107,18 @@ def _default(technique: str, kind: str, runs: list[RunConfig], n_train: int, why
 
 
 def trained_together(group: list[RunConfig], plan: SweepPlan) -> bool:
-    """Whether the runner's `group` (one technique) trains as one batched DP-SGD pass, as the technique decides."""
-    technique = group[0].technique
-    return (plan.data is not None and technique in batched_techniques() and batched_dp_sgd.batching_enabled()
-            and create_technique(technique).batch_key(group[0]) is not None
-            and batched_dp_sgd.batchable(group, plan.data))
+    """Whether the runner's `group` (one technique) trains as one batched pass, as the technique decides."""
+    path = batched_paths().get(group[0].technique)
+    return (plan.data is not None and path is not None
+            and create_technique(group[0].technique).batch_key(group[0]) is not None
+            and path.trains_together(group, plan.data))
 
 
 def batched_passes(groups: list[list[RunConfig]], plan: SweepPlan, device: str) -> list[list[RunConfig]]:
-    """Each group cut into the passes batched_dp_sgd.train_batched makes of it (as many models as memory holds)."""
+    """Each group cut into the passes its technique's train_batched makes of it (as many models as memory holds)."""
     passes = []
     for group in groups:
-        size = batched_dp_sgd.configs_per_pass(group, plan.data, device)
+        size = batched_paths()[group[0].technique].configs_per_pass(group, plan.data, device)
         passes.extend(group[at:at + size] for at in range(0, len(group), size))
     return passes
 

@@ -7,11 +7,12 @@ the sweep then costs about steps x seconds a step, plus what a run spends outsid
 Opacus' wrapping, evaluation, the epsilon), which the probe measures too. Techniques that fit a small model in one
 go (diffprivlib, local-dp: `fixed_model`) are timed over one real run. Others are not probed (None).
 
-DP-SGD runs that the runner trains K at a time in one pass (engine.techniques.batched_dp_sgd) are measured as such
-(`probe_batched`): a few real steps of that pass for a representative group of the plan's own configurations (at
-most PROBE_MAX_MODELS of them) and of its first configuration alone, so that a step of K' models costs the measured
-step + (K' - K) x the cost each model adds; then one fresh one-epoch pass of the group for what a run spends besides
-the steps (the pass's set-up, each model's scoring, the epsilon), shared among its models.
+DP-SGD and baseline runs that the runner trains K at a time in one pass (engine.techniques.batched_dp_sgd,
+batched_baseline: `batched_paths`) are measured as such (`probe_batched`): a few real steps of that pass for a
+representative group of the plan's own configurations (at most PROBE_MAX_MODELS of them) and of its first
+configuration alone, so that a step of K' models costs the measured step + (K' - K) x the cost each model adds; then
+one fresh one-epoch pass of the group for what a run spends besides the steps (the pass's set-up, each model's
+scoring, the epsilon), shared among its models.
 
 The probe never calibrates noise (its DP-SGD uses a fixed noise multiplier: the cost of a step does not depend on
 it). It times steps for about PROBE_TIMED_SECONDS, then one fresh one-epoch training for what a run spends besides
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from types import ModuleType
 
 from engine.config import RunConfig
 from engine.data import PreparedDataset
@@ -87,9 +89,12 @@ def _step_trainers() -> dict:
     return {"baseline": train_baseline, "dp-sgd": train_dp_sgd}
 
 
-def batched_techniques() -> tuple[str, ...]:
-    """Techniques whose batch_key groups train as one batched_dp_sgd pass (when it is on and the group batchable)."""
-    return ("dp-sgd",)
+def batched_paths() -> dict[str, ModuleType]:
+    """Techniques whose batch_key groups can train as one stacked pass, and the module that trains it: each has
+    train_batched, trains_together(configs, data) and configs_per_pass(configs, data, device)."""
+    from engine.techniques import batched_baseline, batched_dp_sgd
+
+    return {"dp-sgd": batched_dp_sgd, "baseline": batched_baseline}
 
 
 def probe_kind(technique: str) -> str | None:
@@ -148,10 +153,9 @@ def _probe_steps(config: RunConfig, data: PreparedDataset, device: str) -> Measu
 
 
 def probe_batched(configs: list[RunConfig], data: PreparedDataset, device: str) -> Measurement:
-    """Measure a batched DP-SGD pass of `configs` (one group as the runner makes it) on this machine: see the
-    module's doc. The pass is the real one (batched_dp_sgd.train_batched, its CPU thread setting included)."""
-    from engine.techniques.batched_dp_sgd import train_batched
-
+    """Measure a batched pass of `configs` (one group as the runner makes it, dp-sgd or baseline) here: see the
+    module's doc. The pass is the real one (the technique's train_batched, its CPU thread setting included)."""
+    train_batched = batched_paths()[configs[0].technique].train_batched
     group = [dataclasses.replace(config, epochs=PROBE_MAX_EPOCHS) for config in configs[:PROBE_MAX_MODELS]]
     rows = min(data.n_train, PROBE_STEPS_PER_EPOCH * max(config.batch_size for config in group))
     few = data.subsample(rows)
@@ -182,7 +186,7 @@ def probe_batched(configs: list[RunConfig], data: PreparedDataset, device: str) 
 
         train(members, on_progress)
         if len(ends) < 2:
-            raise RuntimeError("the batched dp-sgd probe trained fewer than two epochs")
+            raise RuntimeError(f"the batched {members[0].technique} probe trained fewer than two epochs")
         steps = (len(ends) - 1) * steps_per_epoch
         return (ends[-1] - ends[0]) / steps, steps
 

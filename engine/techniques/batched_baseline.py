@@ -28,8 +28,9 @@ from engine.config import RunConfig
 from engine.data import PreparedDataset
 from engine.measure import PeakMemory
 from engine.techniques.base import RunContext, RunResult
+from engine.techniques import batched_dp_sgd
 from engine.techniques.batched_dp_sgd import (BATCHED_MODELS, StackedAdam, StackedNet, batchable, batching_enabled,
-                                              configs_per_pass, pass_peak_mb, pass_threads)
+                                              pass_peak_mb, pass_threads)
 from engine.techniques.class_weights import class_weights
 from engine.techniques.training import evaluate, model_for, seed_everything
 
@@ -92,6 +93,11 @@ def bytes_per_config(config: RunConfig, data: PreparedDataset) -> int:
     params = (data.n_features + 1) * (width or data.n_classes) + ((width + 1) * data.n_classes if width else 0)
     per_row = data.n_features + 1 + 4 * width + 4 * data.n_classes
     return int(2 * (4 * (rows * per_row + 5 * params) + 8 * (data.n_train + rows)))
+
+
+def configs_per_pass(configs: Sequence[RunConfig], data: PreparedDataset, device: str) -> int:
+    """How many configurations train together (batched_dp_sgd.configs_per_pass at this path's estimate)."""
+    return batched_dp_sgd.configs_per_pass(configs, data, device, bytes_per_config)
 
 
 class _Pass:
@@ -172,7 +178,7 @@ def train_batched(configs: Sequence[RunConfig], data: PreparedDataset, *, contex
     configs = list(configs)
     if not configs:
         return
-    size = configs_per_pass(configs, data, context.device, bytes_per_config)
+    size = configs_per_pass(configs, data, context.device)
     for start in range(0, len(configs), size):
         yield from _train_pass(configs[start:start + size], data, context, on_progress)
 

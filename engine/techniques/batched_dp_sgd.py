@@ -80,6 +80,11 @@ def batchable(configs: Sequence[RunConfig], data: PreparedDataset) -> bool:
             and all(c.model in BATCHED_MODELS for c in configs))
 
 
+def trains_together(configs: Sequence[RunConfig], data: PreparedDataset) -> bool:
+    """Whether DPSGD.run_batch trains `configs` (a runner group, no audit hook) in this module's passes."""
+    return batching_enabled() and batchable(configs, data)
+
+
 # --- the stacked models -----------------------------------------------------------------------------------------
 def linear_layers(model: nn.Module) -> list[nn.Linear]:
     """The linear layers of a table model, input first (ReLU between consecutive ones)."""
