@@ -67,7 +67,8 @@ class ClientsRound:
         device, k = data.device, len(rows)
         self.net, self.data, self.sample_rate = net, data, sample_rate
         self.sizes = torch.as_tensor([len(own) for own in rows], dtype=torch.long, device=device)  # (K,)
-        self.client_rows = torch.zeros((k, max(len(own) for own in rows)), dtype=torch.long, device=device)  # (K, n_max)
+        width = max(len(own) for own in rows)
+        self.client_rows = torch.zeros((k, width), dtype=torch.long, device=device)  # (K, n_max): each client's rows
         for c, own in enumerate(rows):
             self.client_rows[c, :len(own)] = torch.as_tensor(own, dtype=torch.long, device=device)
         self.x_squared = x_squared  # (n,): ||x_i||^2 of every row of data.x

@@ -1,5 +1,6 @@
 """Record-level differential privacy for federated runs (`fed-dp-sgd`): every client trains with Opacus
-DP-SGD on its own records, so the unit of privacy is one record.
+DP-SGD on its own records, so the unit of privacy is one record. Table models train the round's clients as one
+stacked pass instead (batched_clients.py): the same mechanism, client by client, in batched arithmetic.
 
 All clients use the same Poisson rate q = 1 / ceil(n_smallest / B), the same steps per local epoch and the
 same noise multiplier, so each client's mechanism is the same subsampled Gaussian and one (sigma, q, steps)

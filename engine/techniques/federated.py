@@ -177,7 +177,7 @@ class FedProxTechnique(FederatedTechnique):
 
 class FedDPSGD(FederatedTechnique):
     name = "fed-dp-sgd"
-    description = ("FedAvg whose clients train with Opacus DP-SGD on their own records: record-level DP, "
+    description = ("FedAvg whose clients train with DP-SGD (Opacus' mechanism) on their own records: record-level DP, "
                    "the worst client's epsilon (clients hold disjoint records).")
     uses_epsilon = True
     uses_clipping = True
