@@ -57,8 +57,7 @@ def _opacus_client(model, layout, global_vector, data, batches, *, rows, sample_
         scores = module(data.x[batch])
         loss = criterion(scores, data.y[batch]) if len(batch) else scores.sum() * 0.0
         loss.backward()
-        norms = torch.stack([p.grad_sample.reshape(len(batch), -1).norm(dim=1) for p in module.parameters()],
-                            1).norm(dim=1)
+        norms = torch.stack([p.grad_sample.flatten(1).norm(dim=1) for p in module.parameters()], 1).norm(dim=1)
         optimizer.step()
     grads = {name: p.grad.clone() for name, p in zip(layout.names, module.parameters())}
     return norms, grads, layout.model_vector(local) - global_vector
@@ -85,6 +84,26 @@ def test_one_client_step_equals_opacus(table, weights):
     for name, mine in zip(trainer.names, grads):
         torch.testing.assert_close(mine[0], theirs_grads[name], atol=1e-6, rtol=1e-5)
     np.testing.assert_allclose(trainer.updates(training, global_vector)[0], theirs_update, atol=1e-6, rtol=1e-5)
+
+
+def test_empty_samples_still_step_with_noise_only(table):
+    """Every client drew no row (B_max = 0): each still steps, its noise over its expected batch, as DPOptimizer's
+    step on an empty batch."""
+    model, layout, data = table
+    global_vector = layout.model_vector(model)
+    trainer = _trainer(model, layout, ReplayableRandomness(0))
+    training = trainer.start(global_vector, [0, 2], data, LocalOptions(epochs=1, batch_size=32, learning_rate=LR))
+    empty = torch.zeros((2, 0), dtype=torch.long)  # (K, 0)
+    _, grads = training.step(empty, empty.bool(), [torch.Generator().manual_seed(s) for s in (21, 22)])
+    updates = trainer.updates(training, global_vector)
+    for slot, (client, seed) in enumerate(((0, 21), (2, 22))):
+        _, theirs_grads, theirs_update = _opacus_client(
+            model, layout, global_vector, data, [empty[0]], rows=data.size(client), sample_rate=0.2,
+            noise=torch.Generator().manual_seed(seed), weights=None)
+        for name, mine in zip(trainer.names, grads):
+            torch.testing.assert_close(mine[slot], theirs_grads[name], atol=1e-6, rtol=1e-5)
+        np.testing.assert_allclose(updates[slot], theirs_update, atol=1e-6, rtol=1e-5)
+        assert np.abs(updates[slot]).max() > 0
 
 
 def test_every_client_of_a_round_equals_its_own_opacus_run(table):

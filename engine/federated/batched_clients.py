@@ -89,7 +89,7 @@ class ClientsRound:
         """One DP-SGD step of every client on its sample (index, present) (K, B_max); the per-sample norms (K, B_max)
         and the noised gradients (net.parameters() order), for the exactness tests."""
         rows = index.flatten()  # (K B_max,)
-        x = self.data.x.index_select(0, rows).view(*index.shape, -1)  # (K, B_max, d)
+        x = self.data.x.index_select(0, rows).view(*index.shape, self.data.x.shape[1])  # (K, B_max, d); B_max may be 0
         y = self.data.y.index_select(0, rows).view(index.shape)  # (K, B_max)
         row_weights = self.class_weights[y] * present  # (K, B_max): class weight, 0 on padding
         sums, norms = clipped_gradients(self.net, x, y, row_weights, self.clip,
