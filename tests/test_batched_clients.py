@@ -15,6 +15,7 @@ import torch
 from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 
+from engine.federated import batched_clients
 from engine.federated.batched_clients import BatchedClientsTrainer
 from engine.federated.local import ClientData, LocalOptions, ParamLayout
 from engine.models.loss import cross_entropy
@@ -106,23 +107,34 @@ def test_empty_samples_still_step_with_noise_only(table):
         assert np.abs(updates[slot]).max() > 0
 
 
-def test_every_client_of_a_round_equals_its_own_opacus_run(table):
+@pytest.mark.parametrize("per_pass", [3, 2])
+def test_every_client_of_a_round_equals_its_own_opacus_run(table, monkeypatch, per_pass):
     """train() on three unequal clients, 2 local epochs of 2 steps, replayed generators: each client's update is what
-    DPOptimizer gives on its own rows with its own expected batch (q x its rows) and its own noise."""
+    DPOptimizer gives on its own rows with its own expected batch (q x its rows) and its own noise; also when memory
+    holds only two clients and the round trains in two passes."""
     model, layout, data = table
     global_vector = layout.model_vector(model)
     options = LocalOptions(epochs=2, batch_size=32, learning_rate=LR)
     clients = [0, 1, 2]
-    updates = _trainer(model, layout, ReplayableRandomness(7), steps_per_epoch=2).train(
-        global_vector, clients, data, options, seed=0, round_index=0)
+    trainer = _trainer(model, layout, ReplayableRandomness(7), steps_per_epoch=2)
+    if per_pass < len(clients):
+        one = trainer.bytes_per_client(clients, data)
+        monkeypatch.setattr(batched_clients, "free_bytes", lambda device: int(2.5 * one / batched_clients.MEMORY_SHARE))
+    assert min(trainer.clients_per_pass(clients, data), len(clients)) == per_pass
+    updates = trainer.train(global_vector, clients, data, options, seed=0, round_index=0)
     replay = ReplayableRandomness(7)  # the trainer's draws in its order: the samples, then each client's noise
     sampling = replay.torch_generator()
     noise = [replay.torch_generator() for _ in clients]
-    drawing = _trainer(model, layout, replay).start(global_vector, clients, data, options)
-    draws = [drawing.sample(sampling) for _ in range(4)]
+    batches: dict[int, list] = {client: [] for client in clients}
+    for start in range(0, len(clients), per_pass):  # each pass draws its clients' samples, step by step
+        part = clients[start:start + per_pass]
+        drawing = _trainer(model, layout, replay).start(global_vector, part, data, options)
+        for _ in range(4):
+            index, present = drawing.sample(sampling)  # (len(part), B_max) each
+            for slot, client in enumerate(part):
+                batches[client].append(index[slot][present[slot]])
     for slot, client in enumerate(clients):
-        batches = [index[slot][present[slot]] for index, present in draws]
-        _, _, theirs = _opacus_client(model, layout, global_vector, data, batches, rows=data.size(client),
+        _, _, theirs = _opacus_client(model, layout, global_vector, data, batches[client], rows=data.size(client),
                                       sample_rate=0.2, noise=noise[slot], weights=None)
         np.testing.assert_allclose(updates[slot], theirs, atol=2e-6, rtol=1e-4)
 

@@ -14,6 +14,7 @@ starting from the round's global model, and one set of batched matrix products s
 - its own Adam (the run's learning rate, fresh moments every round, as the per-client Opacus path makes a new
   torch.optim.Adam for each client), and the same number of local steps; an empty sample still steps (noise only).
 Table models only (batched_dp_sgd.BATCHED_MODELS); FedDPSGD picks this trainer when batched_dp_sgd.batching_enabled().
+A round with more selected clients than fit in memory trains them in several passes (clients_per_pass).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from torch import nn
 
 from engine.federated.local import ClientData, LocalOptions, ParamLayout
 from engine.privacy.randomness import PrivacyRandomness
-from engine.techniques.batched_dp_sgd import StackedAdam, StackedNet, clipped_gradients, linear_layers, poisson_batches
+from engine.techniques.batched_dp_sgd import (MAX_CONFIGS_PER_PASS, MEMORY_SHARE, StackedAdam, StackedNet,
+                                              clipped_gradients, free_bytes, linear_layers, poisson_batches)
 
 
 def client_samples(client_rows: torch.Tensor, sizes: torch.Tensor, sample_rate: float,
@@ -110,6 +112,7 @@ class BatchedClientsTrainer:
         names = {id(parameter): name for name, parameter in own.named_parameters()}
         # StackedNet.parameters() order (layer by layer, weight then bias) as the layout's names
         self.names = [names[id(tensor)] for layer in linear_layers(own) for tensor in (layer.weight, layer.bias)]
+        self.widths = [layer.out_features for layer in linear_layers(own)]  # each layer's outputs
         if sorted(self.names) != sorted(layout.names):
             raise TypeError("The batched clients train stacks of linear layers only.")
         self.noise_multiplier, self.max_grad_norm = noise_multiplier, max_grad_norm
@@ -139,14 +142,32 @@ class BatchedClientsTrainer:
         """(K, dim): each client's new parameters minus the global ones, in the layout's order."""
         return self.layout.flatten_stacked(dict(zip(self.names, training.net.parameters()))) - global_vector[None, :]
 
+    def bytes_per_client(self, clients: list[int], data: ClientData) -> int:
+        """A generous estimate of what one client adds to a pass, at the largest client: its sample well above
+        q n_max rows, their activations and backprops, and the parameters, gradients, noise and Adam moments
+        (float32, x 2 for a step's temporaries), as batched_dp_sgd estimates a configuration."""
+        rows = self.sample_rate * max(data.size(client) for client in clients)
+        rows += 6 * rows ** 0.5 + 16
+        per_row = data.x.shape[1] + 1 + 4 * sum(self.widths)
+        return int(2 * 4 * (rows * per_row + 7 * self.layout.dim))
+
+    def clients_per_pass(self, clients: list[int], data: ClientData) -> int:
+        """As many clients as MEMORY_SHARE of the device's free memory holds (batched_dp_sgd's rule), at least 1."""
+        fits = MEMORY_SHARE * free_bytes(str(data.device)) // self.bytes_per_client(clients, data)
+        return max(1, min(MAX_CONFIGS_PER_PASS, int(fits)))
+
     def train(self, global_vector: np.ndarray, clients: list[int], data: ClientData, options: LocalOptions,
               seed: int, round_index: int) -> np.ndarray:
         if not clients:
             return np.zeros((0, self.layout.dim))
-        with torch.no_grad():
-            training = self.start(global_vector, clients, data, options)
-            sampling = self.randomness.torch_generator(str(data.device))  # secret: every client's Poisson samples
-            noise = [self.randomness.torch_generator(str(data.device)) for _ in clients]  # secret: each its own
-            for _ in range(options.epochs * self.steps_per_epoch):
-                training.step(*training.sample(sampling), noise)
-        return self.updates(training, global_vector)
+        device = str(data.device)
+        sampling = self.randomness.torch_generator(device)  # secret: every client's Poisson samples
+        noise = [self.randomness.torch_generator(device) for _ in clients]  # secret: each client its own
+        size, updates = self.clients_per_pass(clients, data), []
+        for start in range(0, len(clients), size):  # clients are independent: a pass that fits, then the next
+            with torch.no_grad():
+                training = self.start(global_vector, clients[start:start + size], data, options)
+                for _ in range(options.epochs * self.steps_per_epoch):
+                    training.step(*training.sample(sampling), noise[start:start + size])
+            updates.append(self.updates(training, global_vector))
+        return np.concatenate(updates)
