@@ -45,6 +45,26 @@ def test_prv_calibration_lands_within_one_percent_below_target(target):
     assert 0.99 * target <= reported <= target
 
 
+@pytest.mark.parametrize("start", [0.25, 4.0])
+def test_prv_secant_search_lands_in_the_window_from_a_distant_start(start):
+    """The search noise_for ends with, started a factor 4 off: it still lands in [0.99 x target, target], as
+    Opacus' bisection does, and on nearly the same noise."""
+    from opacus.accountants.utils import get_noise_multiplier
+
+    from engine.privacy.accounting import _accountant_options, _secant_prv
+
+    steps, rate, target = 640, 1 / 64, 1.0
+    opacus_sigma = get_noise_multiplier(target_epsilon=target, target_delta=DELTA, sample_rate=rate, steps=steps,
+                                        accountant="prv", epsilon_tolerance=0.01 * target,
+                                        **_accountant_options("prv", target))
+    sigma = _secant_prv(opacus_sigma * start, target_epsilon=target, delta=DELTA, sample_rate=rate, steps=steps,
+                        coarseness=1)
+    reported = epsilon_for(noise_multiplier=sigma, sample_rate=rate, steps=steps, delta=DELTA, accountant="prv",
+                           epsilon_scale=target)
+    assert 0.99 * target <= reported <= target
+    assert sigma == pytest.approx(opacus_sigma, rel=0.02)
+
+
 @pytest.mark.parametrize("sigma", [0.8, 1.709, 4.0])
 def test_prv_agrees_with_dp_accounting_pld_and_rdp_is_more_conservative(sigma):
     steps, rate = 640, 1 / 64

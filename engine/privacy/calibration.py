@@ -7,13 +7,14 @@ import json
 
 import opacus
 
-from engine.privacy.accounting import RELATIVE_TOLERANCE, noise_for
+from engine.privacy.accounting import NOISE_SEARCH, RELATIVE_TOLERANCE, noise_for
 
 
 def calibration_key(*, target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> str:
     return json.dumps({
         "target_epsilon": target_epsilon, "delta": delta, "sample_rate": sample_rate, "steps": steps,
         "accountant": accountant, "tolerance": RELATIVE_TOLERANCE, "opacus": opacus.__version__,
+        "search": NOISE_SEARCH,
     }, sort_keys=True)
 
 
