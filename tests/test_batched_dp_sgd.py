@@ -26,6 +26,7 @@ from engine.models.loss import cross_entropy
 from engine.privacy.randomness import ReplayableRandomness, SecretRandomness
 from engine.runner.records import open_store
 from engine.techniques import batched_dp_sgd as batched
+from engine.techniques import scoring_tap
 from engine.techniques.base import RunContext
 from engine.techniques.dp_sgd import DPSGD
 from engine.techniques.training import model_for, seed_everything
@@ -312,3 +313,20 @@ def test_worker_processes_share_a_batched_group(tmp_path, monkeypatch):
         assert report.trained == 4 and report.failed == 0
         records = store.records(status="ok")
     assert [record["extra"]["batched_configs"] for record in records] == [2, 2, 2, 2]
+
+
+def test_a_step_where_no_configuration_drew_a_row_still_steps_and_runs_are_scored_one_at_a_time():
+    """Batch size 1 (q = 1/n): most steps every configuration draws no row, and each still steps with noise only.
+    Both runs end at the same step; each is scored just before it is handed on, so the runner checks each run's own
+    test scores (the last the tap reported), never a neighbour's."""
+    configs = _configs(batch_size=1, epochs=1, epsilons=(8.0,), seeds=(0, 1))
+    data = prepared_data(configs[0])
+    reports = []
+    with scoring_tap.listening(lambda scores: reports.append(len(scores))):
+        outcomes = []
+        for config, outcome in batched.train_batched(configs, data, context=RunContext(device="cpu")):
+            outcomes.append((outcome, len(reports)))
+            reports.clear()
+    assert [type(outcome) for outcome, _ in outcomes] == [batched.RunResult] * 2
+    assert [scored for _, scored in outcomes] == [1, 1]  # one test-score report before each run is handed on
+    assert all(outcome.steps == data.n_train for outcome, _ in outcomes)

@@ -354,7 +354,7 @@ class _Pass:
             t, active = self.t, self.steps > self.t  # (K,)
             index, present = poisson_batches(len(self.labels), self.sample_rates, active, self.sampling)  # (K, B_max)
             rows = index.flatten()  # (K B_max,)
-            x = self.features.index_select(0, rows).view(*index.shape, -1)  # (K, B_max, d)
+            x = self.features.index_select(0, rows).view(*index.shape, self.features.shape[1])  # (K, B_max, d)
             y = self.labels.index_select(0, rows).view(index.shape)  # (K, B_max)
             row_weights = self.class_weights.gather(1, y) * present  # (K, B_max): class weight, 0 on padding
             sums, _ = clipped_gradients(self.net, x, y, row_weights, self.clip,
@@ -407,10 +407,11 @@ def _train_pass(members: list[_Member], data: PreparedDataset, context: RunConte
             while pending:
                 with pass_threads(context.device):
                     finished = training.advance(on_progress)
-                    outcomes = [(k, _outcome(k, training, data, context, memory, epsilons)) for k in finished]
                 if not finished:
                     break
-                for k, outcome in outcomes:
+                for k in finished:  # scored and handed on one at a time: the runner checks each run's own scores
+                    with pass_threads(context.device):
+                        outcome = _outcome(k, training, data, context, memory, epsilons)
                     pending.discard(k)
                     yield members[k].config, outcome
         except Exception as exc:  # the pass failed: every member not yet recorded fails with it
