@@ -57,7 +57,7 @@ def engine_side(g: dict, device: str) -> dict:
 
     os.environ.pop(SWITCH, None)  # the default: batched
     parts: dict = {}
-    timed(parts, "calibration", batched_dp_sgd, "calibrated_noise")  # once per epsilon (then the store's cache)
+    timed(parts, "calibration", batched_dp_sgd, "calibrated_noises")  # once per epsilon, together (then the store's cache)
     timed(parts, "epsilon", batched_dp_sgd, "epsilon_for")  # once per epsilon
     timed(parts, "scoring", batched_dp_sgd, "evaluate")  # each run's validation threshold and test metrics
     load = load_average()

@@ -98,3 +98,24 @@ def test_calibration_is_cached_by_the_store(store):
     store.put_noise(calibration_key(**args), 123.0)
     assert calibrated_noise(**args, cache=store) == 123.0
     assert first != 123.0
+
+
+def test_calibrated_noises_answer_each_question_once_together_and_keep_errors_apart(store, monkeypatch):
+    """Several questions at once (computed in threads): each answer equals calibrated_noise's, an unreachable epsilon
+    comes back as its error without failing the others, equal questions are computed once, and the store keeps
+    every answer (a second call reads them)."""
+    from engine.privacy import calibration
+    from engine.privacy.calibration import calibrated_noises, calibration_key
+
+    asked = []
+    monkeypatch.setattr(calibration, "noise_for", lambda **question: asked.append(question) or noise_for(**question))
+    questions = [dict(target_epsilon=epsilon, delta=DELTA, sample_rate=RATE, steps=STEPS, accountant="rdp")
+                 for epsilon in (0.5, 2.0, 0.5)]
+    unreachable = dict(target_epsilon=1e-4, delta=DELTA, sample_rate=1.0, steps=10_000, accountant="rdp")
+    answers = calibrated_noises([*questions, unreachable], store)
+    assert len(asked) == 3  # 0.5, 2 and the unreachable one
+    assert answers[:3] == [calibrated_noise(**question) for question in questions]
+    assert answers[0] == answers[2] and answers[0] > answers[1]
+    assert isinstance(answers[3], ConfigError)
+    store.put_noise(calibration_key(**questions[1]), 123.0)
+    assert calibrated_noises(questions, store) == [answers[0], 123.0, answers[0]]

@@ -231,7 +231,8 @@ def test_noise_and_sampling_come_from_secret_randomness():
     data = prepared_data(configs[0])
 
     def weights(randomness):
-        members = [batched._member(c, data, RunContext(device="cpu"), {}) for c in configs]
+        noises = batched._calibrate(configs, data, RunContext(device="cpu"))
+        members = [batched._member(c, data, noise) for c, noise in zip(configs, noises)]
         training = batched._Pass(members, data, RunContext(device="cpu", randomness=randomness))
         with torch.no_grad():
             training.advance(None)

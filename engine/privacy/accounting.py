@@ -6,6 +6,7 @@ Formulas stay here, free of state, as Opacus splits accountants/analysis from ac
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -47,6 +48,13 @@ def epsilon_for(*, noise_multiplier: float, sample_rate: float, steps: int, delt
                 epsilon_scale: float = 1.0) -> float:
     """Epsilon spent by `steps` Poisson-subsampled Gaussian steps, as the named accountant reports it."""
     _check_accountant(accountant)
+    return _epsilon(float(noise_multiplier), float(sample_rate), int(steps), float(delta), accountant,
+                    float(epsilon_scale))
+
+
+@functools.lru_cache(maxsize=4096)  # a pure function of its arguments; calibration's last evaluation is asked again
+def _epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str,
+             epsilon_scale: float) -> float:
     tracker = create_accountant(mechanism=accountant)
     tracker.history = [(noise_multiplier, sample_rate, steps)]
     with warnings.catch_warnings():
@@ -105,6 +113,9 @@ def _secant_prv(sigma: float, *, target_epsilon: float, delta: float, sample_rat
     aim = math.log((1 - RELATIVE_TOLERANCE / 2) * target_epsilon)  # the window's middle
 
     def log_epsilon(log_sigma: float) -> float:
+        if coarseness == 1:  # exactly what epsilon_for reports for the run (and remembers for when it is asked)
+            return math.log(epsilon_for(noise_multiplier=math.exp(log_sigma), sample_rate=sample_rate, steps=steps,
+                                        delta=delta, accountant="prv", epsilon_scale=target_epsilon))
         tracker.history = [(math.exp(log_sigma), sample_rate, steps)]
         with warnings.catch_warnings():  # PRV sizes its domain with RDP, whose largest order may be the best one
             warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")

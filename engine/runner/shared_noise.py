@@ -5,7 +5,7 @@ NoiseCache first (locally the store is that cache, shared by the sweep's worker 
 Ray worker must not open the store, and a cluster must not calibrate the same question on every node. So the
 driver learns each pending run's calibration question without knowing the technique: it starts the run with a
 NoiseCache that records the first key asked and stops the run there (every calibrating technique asks before
-it builds a model). It answers each distinct key once (from the store's cache, else PRV/RDP here, kept in the
+it builds a model). It answers each distinct key once (from the store's cache, else PRV/RDP here, in threads, kept in the
 store), and the workers get the answers as a plain dict (SharedNoise). A worker that meets a key the driver did
 not foresee calibrates it itself and hands the answer back, for the driver to keep.
 
@@ -21,10 +21,13 @@ from typing import Iterable
 
 from engine.config import ACCOUNTANTS, RunConfig
 from engine.data import PreparedDataset
-from engine.privacy.calibration import calibrated_noise
+from engine.privacy.calibration import calibrated_noises
 from engine.techniques import scoring_tap
 from engine.techniques.base import RunContext
 from engine.techniques.registry import create_technique
+
+
+QUESTION = ("target_epsilon", "delta", "sample_rate", "steps", "accountant")  # calibrated_noise's arguments
 
 
 class _Asked(BaseException):
@@ -80,14 +83,11 @@ def calibrate_once(configs: Iterable[RunConfig], data: PreparedDataset, cache) -
             silent.add(config.technique)
         else:
             questions.add(key)
-    answers = {}
-    for key in sorted(questions):
-        asked = json.loads(key)
-        noise = calibrated_noise(target_epsilon=asked["target_epsilon"], delta=asked["delta"],
-                                 sample_rate=asked["sample_rate"], steps=asked["steps"],
-                                 accountant=asked["accountant"], cache=cache)
-        answers[key] = noise
-    return answers
+    keys = sorted(questions)
+    asked = [json.loads(key) for key in keys]
+    noises = calibrated_noises([{name: question[name] for name in QUESTION} for question in asked], cache)
+    # An unreachable epsilon is left to its runs: each calibrates where it trains and is recorded failed.
+    return {key: noise for key, noise in zip(keys, noises) if not isinstance(noise, Exception)}
 
 
 class SharedNoise:

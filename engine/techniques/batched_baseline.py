@@ -30,7 +30,7 @@ from engine.measure import PeakMemory
 from engine.techniques.base import RunContext, RunResult
 from engine.techniques import batched_dp_sgd
 from engine.techniques.batched_dp_sgd import (BATCHED_MODELS, StackedAdam, StackedNet, batchable, batching_enabled,
-                                              pass_peak_mb, pass_threads)
+                                              pass_peak_mb, pass_threads, row_backprops)
 from engine.techniques.class_weights import class_weights
 from engine.techniques.training import evaluate, model_for, seed_everything
 
@@ -66,21 +66,10 @@ def mean_loss_gradients(net: StackedNet, x: torch.Tensor, y: torch.Tensor, row_w
     """Each configuration's gradient of its batch loss, in net.parameters() order, from x (K, B, d), labels y (K, B),
     row_weights (K, B) (a row's class weight, 0 on padding) and rows (K,) (real rows, at least 1). The batch loss
     is sum_i w_i CE_i / rows (engine.models.loss: a plain mean, whatever the weights)."""
-    inputs = []
-    a = x  # (K, B, d)
-    last = len(net.weights) - 1
-    for l, (weight, bias) in enumerate(zip(net.weights, net.biases)):
-        inputs.append(a)  # (K, B, in_l)
-        z = torch.baddbmm(bias.unsqueeze(1), a, weight.transpose(1, 2))  # (K, B, out_l)
-        a = z.clamp_(min=0.0) if l < last else z  # ReLU in place: relu(z) > 0 exactly where z > 0
-    g = torch.softmax(a, dim=-1)  # (K, B, classes)
-    g.scatter_add_(-1, y.unsqueeze(-1), torch.full(y.unsqueeze(-1).shape, -1.0, dtype=g.dtype, device=g.device))
-    g.mul_((row_weights / rows.unsqueeze(1)).unsqueeze(-1))  # (K, B, classes): d loss / d z_last
+    inputs, backprops = row_backprops(net, x, y, row_weights / rows.unsqueeze(1))  # d loss / d z_l: (K, B, out_l)
     grads: list[torch.Tensor] = []
-    for l in range(last, -1, -1):
-        grads[:0] = [torch.bmm(g.transpose(1, 2), inputs[l]), g.sum(1)]  # (K, out_l, in_l), (K, out_l)
-        if l > 0:
-            g = torch.bmm(g, net.weights[l]).mul_(inputs[l] > 0)  # (K, B, in_l): d loss / d z_{l-1}
+    for b, a_in in zip(backprops, inputs):
+        grads += [torch.bmm(b.transpose(1, 2), a_in), b.sum(1)]  # (K, out_l, in_l), (K, out_l)
     return grads
 
 

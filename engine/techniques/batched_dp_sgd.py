@@ -42,7 +42,7 @@ from engine.data import PreparedDataset
 from engine.measure import PeakMemory
 from engine.models import MLP, LogisticRegression
 from engine.privacy.accounting import epsilon_for, steps_and_sample_rate
-from engine.privacy.calibration import calibrated_noise
+from engine.privacy.calibration import calibrated_noises
 from engine.techniques.base import RunContext, RunResult
 from engine.techniques.class_weights import class_weights
 from engine.techniques.training import evaluate, model_for, seed_everything
@@ -124,13 +124,10 @@ class StackedNet:
         return model
 
 
-def clipped_gradients(net: StackedNet, x: torch.Tensor, y: torch.Tensor, row_weights: torch.Tensor,
-                      clip: torch.Tensor, x_squared: torch.Tensor | None = None,
-                      ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Each configuration's sum of per-sample clipped gradients, in net.parameters() order, and the per-sample
-    gradient norms (K, B), from x (K, B, d), labels y (K, B), row_weights (K, B) (a row's class weight, 0 on
-    padding) and clip (K,). A row's loss is its weighted cross-entropy (Opacus undoes the batch mean).
-    `x_squared` (K, B): each row's ||x_i||^2 if known (computed once per table), else computed here."""
+def row_backprops(net: StackedNet, x: torch.Tensor, y: torch.Tensor,
+                  row_weights: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Each layer's inputs a_l (K, B, in_l) and each row's d loss_i / d z_l (K, B, out_l), from x (K, B, d), labels
+    y (K, B) and row_weights (K, B) (row i's loss is row_weights_i x its cross-entropy; 0 on padding)."""
     inputs = []
     a = x  # (K, B, d)
     last = len(net.weights) - 1
@@ -138,13 +135,28 @@ def clipped_gradients(net: StackedNet, x: torch.Tensor, y: torch.Tensor, row_wei
         inputs.append(a)  # (K, B, in_l)
         z = torch.baddbmm(bias.unsqueeze(1), a, weight.transpose(1, 2))  # (K, B, out_l)
         a = z.clamp_(min=0.0) if l < last else z  # ReLU in place: relu(z) > 0 exactly where z > 0
-    g = torch.softmax(a, dim=-1)  # (K, B, classes)
+    # softmax by hand: torch.softmax over a last dimension of 2 classes costs 5x this on CPU
+    g = a.sub(a.amax(-1, keepdim=True)).exp_()  # (K, B, classes)
+    g.div_(g.sum(-1, keepdim=True))
     g.scatter_add_(-1, y.unsqueeze(-1), torch.full(y.unsqueeze(-1).shape, -1.0, dtype=g.dtype, device=g.device))
     g.mul_(row_weights.unsqueeze(-1))  # (K, B, classes): d loss_i / d z_last = w_i (softmax - one-hot)
     backprops: list[torch.Tensor] = [g] * len(net.weights)
     for l in range(last, 0, -1):
-        g = torch.bmm(g, net.weights[l]).mul_(inputs[l] > 0)  # (K, B, in_l): d loss_i / d z_{l-1}
+        # d loss_i / d z_{l-1} (K, B, in_l): through ReLU, kept where its output inputs[l] is positive (one kernel)
+        g = torch.ops.aten.threshold_backward(torch.bmm(g, net.weights[l]), inputs[l], 0.0)
         backprops[l - 1] = g
+    return inputs, backprops
+
+
+def clipped_gradients(net: StackedNet, x: torch.Tensor, y: torch.Tensor, row_weights: torch.Tensor,
+                      clip: torch.Tensor, x_squared: torch.Tensor | None = None,
+                      ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Each configuration's sum of per-sample clipped gradients, in net.parameters() order, and the per-sample
+    gradient norms (K, B), from x (K, B, d), labels y (K, B), row_weights (K, B) (a row's class weight, 0 on
+    padding) and clip (K,). A row's loss is its weighted cross-entropy (Opacus undoes the batch mean).
+    `x_squared` (K, B): each row's ||x_i||^2 if known (computed once per table), else computed here."""
+    inputs, backprops = row_backprops(net, x, y, row_weights)
+
     def squared_norms(t: torch.Tensor) -> torch.Tensor:  # (K, B, m) -> (K, B), one pass, no temporary
         return torch.linalg.vector_norm(t, dim=-1).square_()
 
@@ -299,16 +311,21 @@ class _Member:
     noise_multiplier: float
 
 
-def _member(config: RunConfig, data: PreparedDataset, context: RunContext, calibrations: dict) -> _Member:
+def _member(config: RunConfig, data: PreparedDataset, noise_multiplier: float) -> _Member:
     steps, sample_rate = steps_and_sample_rate(data.n_train, config.batch_size, config.epochs)
-    question = (config.target_epsilon, config.delta, sample_rate, steps, config.accountant)
-    if question not in calibrations:  # a sweep asks it once per epsilon; the NoiseCache keeps it between sweeps
-        calibrations[question] = calibrated_noise(
-            target_epsilon=config.target_epsilon, delta=config.delta, sample_rate=sample_rate, steps=steps,
-            accountant=config.accountant, cache=context.noise_cache,
-        )
     return _Member(config=config, steps=steps, sample_rate=sample_rate, steps_per_epoch=steps // config.epochs,
-                   expected_batch=int(data.n_train * sample_rate), noise_multiplier=calibrations[question])
+                   expected_batch=int(data.n_train * sample_rate), noise_multiplier=noise_multiplier)
+
+
+def _calibrate(configs: Sequence[RunConfig], data: PreparedDataset, context: RunContext) -> list[float | Exception]:
+    """Each config's noise multiplier for its own epsilon, delta, accountant, sample rate and steps (or the error
+    calibrating it raised): each distinct question asked once, those the NoiseCache does not know computed together."""
+    questions = []
+    for config in configs:
+        steps, sample_rate = steps_and_sample_rate(data.n_train, config.batch_size, config.epochs)
+        questions.append(dict(target_epsilon=config.target_epsilon, delta=config.delta, sample_rate=sample_rate,
+                              steps=steps, accountant=config.accountant))
+    return calibrated_noises(questions, context.noise_cache)
 
 
 class _Pass:
@@ -384,15 +401,15 @@ def train_batched(configs: Sequence[RunConfig], data: PreparedDataset, *, contex
     if not configs:
         return
     size = configs_per_pass(configs, data, context.device)
-    calibrations: dict[tuple, float] = {}  # equal calibration questions are asked once per call
+    noise_multipliers = _calibrate(configs, data, context)
     epsilons: dict[tuple, float] = {}  # equal accounting inputs give equal epsilons: computed once
     for start in range(0, len(configs), size):
         members: list[_Member] = []
-        for config in configs[start:start + size]:
-            try:
-                members.append(_member(config, data, context, calibrations))
-            except Exception as exc:  # e.g. no noise reaches this epsilon: this run fails, the others train
-                yield config, exc
+        for config, noise in zip(configs[start:start + size], noise_multipliers[start:start + size]):
+            if isinstance(noise, Exception):  # e.g. no noise reaches this epsilon: this run fails, the others train
+                yield config, noise
+            else:
+                members.append(_member(config, data, noise))
         if members:
             yield from _train_pass(members, data, context, on_progress, epsilons)
 
