@@ -32,6 +32,7 @@ from engine.techniques import batched_dp_sgd
 from engine.techniques.batched_dp_sgd import (BATCHED_MODELS, StackedAdam, StackedNet, batchable, batching_enabled,
                                               pass_peak_mb, pass_threads, row_backprops)
 from engine.techniques.class_weights import class_weights
+from engine.techniques.step_threads import StepThreads, usable_cores
 from engine.techniques.training import evaluate, model_for, seed_everything
 
 ConfigProgress = Callable[[RunConfig, float], None]
@@ -92,8 +93,10 @@ def configs_per_pass(configs: Sequence[RunConfig], data: PreparedDataset, device
 class _Pass:
     """The configurations' stacked models, trained step by step; `advance` stops whenever configurations finish."""
 
-    def __init__(self, configs: list[RunConfig], data: PreparedDataset, device: str):
+    def __init__(self, configs: list[RunConfig], data: PreparedDataset, device: str, most_threads: int = 1):
+        """`most_threads`: the torch threads its steps may use on CPU (StepThreads measures whether more help)."""
         self.configs, self.device = configs, device
+        self.step_threads = StepThreads(device, most_threads)
         models, self.generators = [], []
         for config in configs:
             self.generators.append(seed_everything(config.seed))  # as train_baseline: its loader's generator
@@ -141,12 +144,14 @@ class _Pass:
     def advance(self, on_progress: ConfigProgress | None) -> list[int]:
         """Step until at least one configuration has taken all its steps; their indices (empty: all done)."""
         while self.t < max(self.steps):
+            self.step_threads.threads()
             start = time.perf_counter()
             t = self.t
             running = [k for k, steps in enumerate(self.steps) if t < steps]
             x, y, row_weights, rows, active = self._batch(running)
             grads = mean_loss_gradients(self.net, x, y, row_weights, rows)
             self.net.set_parameters(self.adam.step(self.net.parameters(), grads, active))
+            self.step_threads.took(time.perf_counter() - start)
             self.t += 1
             for k in running:  # the step's time, shared by the configurations it trained
                 self.seconds[k] += (time.perf_counter() - start) / len(running)
@@ -175,10 +180,11 @@ def train_batched(configs: Sequence[RunConfig], data: PreparedDataset, *, contex
 def _train_pass(configs: list[RunConfig], data: PreparedDataset, context: RunContext,
                 on_progress: ConfigProgress | None) -> Iterator[tuple[RunConfig, RunResult | BaseException]]:
     pending = set(range(len(configs)))
+    most_threads = min(torch.get_num_threads(), usable_cores())  # before pass_threads sets one
     with PeakMemory(context.device) as memory:  # the pass's peak, read as each configuration ends
         try:
             with pass_threads(context.device):
-                training = _Pass(configs, data, context.device)
+                training = _Pass(configs, data, context.device, most_threads)
             while pending:
                 with pass_threads(context.device):
                     finished = training.advance(on_progress)

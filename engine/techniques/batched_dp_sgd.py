@@ -45,15 +45,14 @@ from engine.privacy.accounting import epsilon_for, steps_and_sample_rate
 from engine.privacy.calibration import calibrated_noises
 from engine.techniques.base import RunContext, RunResult
 from engine.techniques.class_weights import class_weights
+from engine.techniques.step_threads import StepThreads, usable_cores
 from engine.techniques.training import evaluate, model_for, seed_everything
 
 ENVIRONMENT_VARIABLE = "FRONTIER_BATCHED_DP_SGD"  # "0": every dp-sgd run trains alone (the off switch)
 BATCHED_MODELS = ("logreg", "mlp")  # stacks of linear layers with ReLU between them
 MAX_CONFIGS_PER_PASS = 512  # a larger group trains in passes of at most this many configurations
 MEMORY_SHARE = 0.5  # of the device's free memory, at most, for one pass's estimated tensors
-# Torch threads on CPU during a pass. Its tensors are small (a few MB), so intra-op threads cost more than they
-# give: measured on the shared 2-core machine (load ~4), K = 6 adult MLPs, one epoch: 0.43 s with 1 thread, 13.8 s
-# with 2 (OpenMP threads spinning against the other work).
+# Torch threads on CPU for a pass's setup and scoring; its steps use what StepThreads measures to be faster.
 CPU_THREADS = 1
 CLIP_STABILISER = 1e-6  # Opacus' clip factor: C / (norm + 1e-6), at most 1
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, as the per-run path uses them
@@ -332,8 +331,10 @@ class _Pass:
     """The members' stacked models, trained step by step; `advance` stops whenever configurations finish, so that
     each is scored and recorded when it ends rather than when the pass ends."""
 
-    def __init__(self, members: list[_Member], data: PreparedDataset, context: RunContext):
+    def __init__(self, members: list[_Member], data: PreparedDataset, context: RunContext, most_threads: int = 1):
+        """`most_threads`: the torch threads its steps may use on CPU (StepThreads measures whether more help)."""
         self.members, device = members, context.device
+        self.step_threads = StepThreads(device, most_threads)
         models = []
         for member in members:
             seed_everything(member.config.seed)  # each model's initialisation as the per-run path makes it
@@ -367,6 +368,7 @@ class _Pass:
         """Step until at least one member has taken all its steps; those members' indices (empty: all done)."""
         last = max(m.steps for m in self.members)
         while self.t < last:
+            self.step_threads.threads()
             start = time.perf_counter()
             t, active = self.t, self.steps > self.t  # (K,)
             index, present = poisson_batches(len(self.labels), self.sample_rates, active, self.sampling)  # (K, B_max)
@@ -378,6 +380,7 @@ class _Pass:
                                        self.features_squared.index_select(0, rows).view(index.shape))
             grads = noised_gradients(sums, self.noise_std, self.expected_batch, self.noise)
             self.net.set_parameters(self.adam.step(self.net.parameters(), grads, active))
+            self.step_threads.took(time.perf_counter() - start)
             self.t += 1
             running = [k for k, member in enumerate(self.members) if t < member.steps]
             for k in running:  # the step's time, shared by the configurations it trained
@@ -417,10 +420,11 @@ def train_batched(configs: Sequence[RunConfig], data: PreparedDataset, *, contex
 def _train_pass(members: list[_Member], data: PreparedDataset, context: RunContext,
                 on_progress: ConfigProgress | None, epsilons: dict) -> Iterator[tuple[RunConfig, RunResult | BaseException]]:
     pending = set(range(len(members)))
+    most_threads = min(torch.get_num_threads(), usable_cores())  # before pass_threads sets one
     with PeakMemory(context.device) as memory:  # the pass's peak, read as each member ends
         try:
             with pass_threads(context.device):
-                training = _Pass(members, data, context)
+                training = _Pass(members, data, context, most_threads)
             while pending:
                 with pass_threads(context.device):
                     finished = training.advance(on_progress)
