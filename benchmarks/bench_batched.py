@@ -6,7 +6,8 @@ Three sides, one process, the same prepared data and model (mlp 64; epsilon {0.1
 - engine: services.plan + services.run into a fresh temporary store, workers=1, batching on (the default): the 45
   configurations trained in one pass (engine/techniques/batched_dp_sgd.py), noise calibrated once per epsilon;
 - tutorial: bench_sweep.run_tutorial, the Opacus-tutorial loop (make_private_with_epsilon, which calibrates every
-  run) one run after another; --tutorial-seeds trains only those seeds (every grid point still) and extrapolates its
+  run) one run after another, at torch's default threads as the tutorial has it (--tutorial-threads to change);
+  --tutorial-seeds trains only those seeds (every grid point still) and extrapolates its
   wall time to the whole grid, labelled as such;
 - non-private: the engine's baseline training (techniques/baseline.train_baseline: Adam, a shuffled DataLoader,
   validation-threshold scoring) of each of the 45 configurations, one model at a time.
@@ -33,6 +34,7 @@ from bench_sweep import (COMMON, REPO_ROOT, STANDARD, cpu_seconds, load_average,
                          run_engine, run_tutorial, silence_opacus_warnings)
 
 SWITCH = "FRONTIER_BATCHED_DP_SGD"
+DEFAULT_THREADS = __import__("torch").get_num_threads()  # torch's own default, before any side changes it
 
 
 def timed(parts: dict, label: str, module, name: str) -> None:
@@ -68,10 +70,12 @@ def engine_side(g: dict, device: str) -> dict:
     return result
 
 
-def tutorial_side(g: dict, device: str, seeds: tuple[int, ...]) -> dict:
+def tutorial_side(g: dict, device: str, seeds: tuple[int, ...], threads: int) -> dict:
     import torch
 
-    torch.set_num_threads(1)  # as the engine's pass and its worker processes: 2 threads on a loaded 2-core machine lose
+    # The tutorial sets no threads: torch's default (every core) is what it runs with, and on an idle 2-core machine
+    # its runs were faster so (7.1 s a run against 8.2-9.1 s on one thread); on a loaded one, --tutorial-threads 1.
+    torch.set_num_threads(threads or DEFAULT_THREADS)
     load = load_average()
     result = run_tutorial({**g, "seeds": seeds}, device=device)
     share = len(seeds) / len(g["seeds"])
@@ -128,6 +132,8 @@ def main() -> None:
     parser.add_argument("--tutorial-seeds", default=None,
                         help="comma-separated seeds the tutorial side trains (default: all; fewer: extrapolated)")
     parser.add_argument("--skip-tutorial", action="store_true", help="engine and non-private sides only")
+    parser.add_argument("--tutorial-threads", type=int, default=0,
+                        help="torch threads of the tutorial side (default 0: torch's default, as the tutorial runs)")
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "out" / "batched.json"))
     args = parser.parse_args()
     silence_opacus_warnings()
@@ -141,7 +147,8 @@ def main() -> None:
           f"{g['batch_size']}, {g['epochs']} epochs, {g['accountant']}; {started}; load {load_average()}", flush=True)
     engine = engine_side(g, args.device)
     print(f"engine (batched): {engine['wall_seconds']:.1f} s wall", flush=True)
-    tutorial = None if args.skip_tutorial else tutorial_side(g, args.device, seeds)  # next, at the load of the engine's
+    # next, at the load of the engine's
+    tutorial = None if args.skip_tutorial else tutorial_side(g, args.device, seeds, args.tutorial_threads)
     plain = non_private_side(g, args.device)
     print(f"non-private, one at a time: {plain['wall_seconds']:.1f} s wall", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@ services.plan + services.run into its own fresh temporary store, workers=1, in t
 - per run: FRONTIER_BATCHED_DP_SGD=0, each run through train_baseline (its DataLoader and autograd loop), at torch's
   default threads (what a sweep with workers=1 does), and again at 1 torch thread (what each worker process of a
   sweep with workers > 1 uses: on a loaded 2-core machine, 2 OpenMP threads on these small matrices cost far more);
-- batched: the default, the 9 runs in one pass (engine/techniques/batched_baseline.py, 1 thread on CPU).
+- batched: the default, the 9 runs in one pass (engine/techniques/batched_baseline.py; its steps take the torch
+  threads that measuring shows to be faster, engine/techniques/step_threads.py).
 The clock covers services.run only (training, scoring, the store); the data is prepared once by the plan before.
 Prints the wall times, the ratios per-run / batched, and each run's test accuracy on both sides. The two paths
 compute the same training: the weights agree to ~1e-6 for the first epochs, then float-rounding differences flip

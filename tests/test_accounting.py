@@ -58,7 +58,7 @@ def test_prv_secant_search_lands_in_the_window_from_a_distant_start(start):
                                         accountant="prv", epsilon_tolerance=0.01 * target,
                                         **_accountant_options("prv", target))
     sigma = _secant_prv(opacus_sigma * start, target_epsilon=target, delta=DELTA, sample_rate=rate, steps=steps,
-                        coarseness=1)
+                        coarseness=1, offset=0.0)
     reported = epsilon_for(noise_multiplier=sigma, sample_rate=rate, steps=steps, delta=DELTA, accountant="prv",
                            epsilon_scale=target)
     assert 0.99 * target <= reported <= target

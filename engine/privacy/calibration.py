@@ -39,9 +39,9 @@ def calibrated_noises(questions: Sequence[dict], cache=None) -> list[float | Exc
     """calibrated_noise(**question) for each question, or the error it raised (e.g. no noise reaches its epsilon).
 
     The questions `cache` does not answer are computed at once in threads, one per usable core: PRV's work is numpy
-    that mostly releases the GIL (the standard adult grid's five epsilons: 8.0 s one after another, 5.9 s on two
-    threads, on this 2-core machine). `cache` (a store: one SQLite connection) is read and written from this thread
-    only."""
+    that mostly releases the GIL (measured on this 2-core machine with an earlier, slower search: the standard adult
+    grid's five epsilons took 8.0 s one after another, 5.9 s on two threads). `cache` (a store: one SQLite
+    connection) is read and written from this thread only."""
     keys = [calibration_key(**question) for question in questions]
     answers: dict[str, float | Exception] = {}
     if cache is not None:
