@@ -52,3 +52,21 @@ def poll(condition, timeout: float, what: str, every: float = 0.1):
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def sweep_per_run_and_batched(spec: SweepSpec, tmp_path: Path, monkeypatch) -> tuple[dict, dict]:
+    """`spec` trained twice, in two stores: with FRONTIER_BATCHED_DP_SGD=0 (every run alone) and with batching on.
+    The ok records of each, by run id, after checking that every run trained and both sides hold the same runs."""
+    from engine.runner.records import open_store
+    from engine.techniques.batched_dp_sgd import ENVIRONMENT_VARIABLE
+
+    outcomes = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv(ENVIRONMENT_VARIABLE, mode)
+        with open_store(tmp_path / mode / "results.sqlite") as store:
+            report = run_sweep(spec, store=store)
+            assert report.failed == 0 and report.trained == len(expand(spec))
+            outcomes[mode] = {record["run_id"]: record for record in store.records(status="ok")}
+    per_run, together = outcomes["0"], outcomes["1"]
+    assert per_run.keys() == together.keys() and len(per_run) == len(expand(spec))  # same run ids (cache keys)
+    return per_run, together

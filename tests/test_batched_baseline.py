@@ -24,7 +24,7 @@ from engine.techniques.baseline import Baseline, train_baseline
 from engine.techniques.class_weights import class_weights
 from engine.techniques.training import seed_everything, train_loader
 from engine.workspace import Workspace
-from engine_support import expand, make_spec, prepared_data, run_sweep
+from engine_support import expand, make_spec, prepared_data, sweep_per_run_and_batched
 
 CPU = RunContext(device="cpu")
 
@@ -109,15 +109,7 @@ def test_batched_sweep_equals_per_run_sweep(tmp_path, monkeypatch):
     the same accuracy (deterministic: equal up to float rounding)."""
     spec = make_spec(dataset="heart", techniques=("baseline",), seeds=(0, 1, 2), epochs=(2, 3),
                      learning_rate=(0.005, 0.02), batch_size=64)
-    outcomes = {}
-    for mode in ("0", "1"):
-        monkeypatch.setenv(batched_dp_sgd.ENVIRONMENT_VARIABLE, mode)
-        with open_store(tmp_path / mode / "results.sqlite") as store:
-            report = run_sweep(spec, store=store)
-            assert report.trained == 12 and report.failed == 0
-            outcomes[mode] = {r["run_id"]: r for r in store.records() if r["status"] == "ok"}
-    per_run, together = outcomes["0"], outcomes["1"]
-    assert per_run.keys() == together.keys() and len(per_run) == 12  # same run ids (cache keys)
+    per_run, together = sweep_per_run_and_batched(spec, tmp_path, monkeypatch)
     for run_id, alone in per_run.items():
         for metric in ("accuracy", "balanced_accuracy", "roc_auc", "val_accuracy"):
             assert together[run_id][metric] == pytest.approx(alone[metric], abs=1e-4), metric

@@ -20,10 +20,8 @@ from engine.federated.batched_clients import BatchedClientsTrainer
 from engine.federated.local import ClientData, LocalOptions, ParamLayout
 from engine.models.loss import cross_entropy
 from engine.privacy.randomness import ReplayableRandomness, SecretRandomness
-from engine.runner.records import open_store
-from engine.techniques import batched_dp_sgd
 from engine.techniques.training import model_for, seed_everything
-from engine_support import expand, make_spec, prepared_data, run_sweep
+from engine_support import expand, make_spec, prepared_data, sweep_per_run_and_batched
 
 CLIP, SIGMA, LR = 0.7, 1.3, 0.01
 
@@ -182,15 +180,7 @@ def test_batched_fed_dp_sgd_sweep_equals_the_opacus_path(tmp_path, monkeypatch):
                      n_clients=4, rounds=6, local_epochs=2, batch_size=32, learning_rate=0.01, accountant="rdp")
     data = prepared_data(spec)
     majority = np.bincount(data.y_test).max() / len(data.y_test)
-    outcomes = {}
-    for mode in ("0", "1"):
-        monkeypatch.setenv(batched_dp_sgd.ENVIRONMENT_VARIABLE, mode)
-        with open_store(tmp_path / mode / "results.sqlite") as store:
-            report = run_sweep(spec, store=store)
-            assert report.trained == 4 and report.failed == 0
-            outcomes[mode] = {r["run_id"]: r for r in store.records(status="ok")}
-    per_client, together = outcomes["0"], outcomes["1"]
-    assert per_client.keys() == together.keys() and len(together) == 4
+    per_client, together = sweep_per_run_and_batched(spec, tmp_path, monkeypatch)
     for run_id, theirs in per_client.items():
         mine = together[run_id]
         for field in ("epsilon", "noise_multiplier", "sample_rate", "steps"):

@@ -30,7 +30,7 @@ from engine.techniques import scoring_tap
 from engine.techniques.base import RunContext
 from engine.techniques.dp_sgd import DPSGD
 from engine.techniques.training import model_for, seed_everything
-from engine_support import expand, make_spec, plan_sweep, prepared_data, run_sweep
+from engine_support import expand, make_spec, plan_sweep, prepared_data, run_sweep, sweep_per_run_and_batched
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,15 +182,7 @@ def test_batched_sweep_equals_per_run_sweep(tmp_path, monkeypatch):
     seed noise, every run its own record."""
     spec = make_spec(dataset="heart", techniques=("dp-sgd",), epsilons=(1.0, 8.0), clipping_norms=(0.5, 2.0),
                      seeds=(0, 1), epochs=4, batch_size=64, learning_rate=0.01, accountant="rdp")
-    outcomes = {}
-    for mode in ("0", "1"):
-        monkeypatch.setenv(batched.ENVIRONMENT_VARIABLE, mode)
-        with open_store(tmp_path / mode / "results.sqlite") as store:
-            report = run_sweep(spec, store=store)
-            assert report.trained == 8 and report.failed == 0
-            outcomes[mode] = {r["run_id"]: r for r in store.records() if r["status"] == "ok"}
-    per_run, together = outcomes["0"], outcomes["1"]
-    assert per_run.keys() == together.keys() and len(per_run) == 8  # same run ids (cache keys)
+    per_run, together = sweep_per_run_and_batched(spec, tmp_path, monkeypatch)
     for run_id in per_run:
         assert together[run_id]["epsilon"] == per_run[run_id]["epsilon"]
         assert together[run_id]["noise_multiplier"] == per_run[run_id]["noise_multiplier"]

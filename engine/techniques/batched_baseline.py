@@ -29,7 +29,7 @@ from engine.data import PreparedDataset
 from engine.measure import PeakMemory
 from engine.techniques.base import RunContext, RunResult
 from engine.techniques import batched_dp_sgd
-from engine.techniques.batched_dp_sgd import (BATCHED_MODELS, StackedAdam, StackedNet, batchable, batching_enabled,
+from engine.techniques.batched_dp_sgd import (StackedAdam, StackedNet, batchable, batching_enabled,
                                               pass_peak_mb, pass_threads, row_backprops)
 from engine.techniques.class_weights import class_weights
 from engine.techniques.step_threads import StepThreads, usable_cores
@@ -40,10 +40,7 @@ ConfigProgress = Callable[[RunConfig, float], None]
 
 def batch_key(config: RunConfig) -> Hashable | None:
     """Runs with equal keys train in one pass; None (per run) when switched off or for the CNN."""
-    if not batching_enabled() or config.model not in BATCHED_MODELS:
-        return None
-    return ("batched-baseline", config.dataset, config.train_subsample, config.model,
-            config.hidden_units if config.model == "mlp" else None, config.params)
+    return batched_dp_sgd.batch_key(config, path="batched-baseline")
 
 
 def trains_together(configs: Sequence[RunConfig], data: PreparedDataset) -> bool:

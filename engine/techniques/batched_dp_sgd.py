@@ -66,11 +66,11 @@ def batching_enabled() -> bool:
     return os.environ.get(ENVIRONMENT_VARIABLE, "").strip().lower() not in ("0", "false", "no", "off")
 
 
-def batch_key(config: RunConfig) -> Hashable | None:
-    """Runs with equal keys train in one pass; None (per run) when switched off or for the CNN."""
+def batch_key(config: RunConfig, path: str = "batched-dp-sgd") -> Hashable | None:
+    """Runs with equal keys train in one pass of `path`; None (per run) when switched off or for the CNN."""
     if not batching_enabled() or config.model not in BATCHED_MODELS:
         return None
-    return ("batched-dp-sgd", config.dataset, config.train_subsample, config.model,
+    return (path, config.dataset, config.train_subsample, config.model,
             config.hidden_units if config.model == "mlp" else None, config.params)
 
 
