@@ -148,13 +148,20 @@ def test_the_driver_asks_each_calibration_question_once():
 
 def test_an_interrupted_ray_sweep_cancels_its_tasks(cluster, tmp_path, node_plugin, monkeypatch):
     monkeypatch.setenv("FRONTIER_TEST_SLOW_SECONDS", "120")  # a task that is not cancelled holds its CPU for minutes
+    attempts = tmp_path / "attempts.jsonl"  # a line as each task starts its run (fixtures.ray_techniques)
+    monkeypatch.setenv("FRONTIER_TEST_ATTEMPTS_FILE", str(attempts))
     ray.init(address=cluster, log_to_driver=False)  # the sweep keeps this connection: only ray.cancel frees the CPUs
     try:
         missed = []  # the watcher's error, if both nodes were never seen busy (the sweep then simply finishes)
 
+        def both_training() -> bool:
+            # Two runs begun, one per node. Not ray.available_resources(): right after connecting it can be empty,
+            # which reads as "no CPU free" and interrupted the sweep before it had started (two clean-clone runs).
+            return attempts.exists() and len(attempts.read_text().splitlines()) >= 2
+
         def interrupt_when_busy():
             try:  # a generous deadline: on a loaded 2-core machine the driver's set-up and task start take a while
-                poll(lambda: ray.available_resources().get("CPU", 0) == 0, 240, "both nodes training")
+                poll(both_training, 240, "both nodes training")
             except AssertionError as exc:
                 missed.append(exc)
                 return
