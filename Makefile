@@ -32,6 +32,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_decide.py
 	$(BIN)/python benchmarks/bench_audit.py
 	$(BIN)/python benchmarks/bench_batched.py  # 45-run adult sweep: engine (batched) vs Opacus tutorial vs non-private (issue 14)
+	$(BIN)/python benchmarks/bench_calibration.py  # PRV noise calibration: the engine's search vs Opacus' bisection (issue 14)
 	$(BIN)/python benchmarks/bench_batched_baseline.py  # 9 adult baseline runs: one at a time vs one batched pass (issue 14)
 	$(BIN)/python benchmarks/bench_batched_clients.py  # one fed-dp-sgd run on adult: clients one at a time (Opacus) vs one stacked pass (issue 14)
 	FRONTIER_BATCHED_DP_SGD=0 $(BIN)/python benchmarks/bench_ray.py  # here vs one- and two-node local Ray clusters (issue 17)
