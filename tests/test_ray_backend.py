@@ -12,6 +12,7 @@ import _thread
 import json
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -151,6 +152,11 @@ def test_an_interrupted_ray_sweep_cancels_its_tasks(cluster, tmp_path, node_plug
     attempts = tmp_path / "attempts.jsonl"  # a line as each task starts its run (fixtures.ray_techniques)
     monkeypatch.setenv("FRONTIER_TEST_ATTEMPTS_FILE", str(attempts))
     ray.init(address=cluster, log_to_driver=False)  # the sweep keeps this connection: only ray.cancel frees the CPUs
+    # Ctrl-C as a terminal's Python process meets it (KeyboardInterrupt), whatever handler ray.init or an earlier test
+    # left: _thread.interrupt_main() does nothing under SIG_IGN or SIG_DFL, and on three clean-clone runs of the whole
+    # suite the interrupt had no effect (the sweep trained all four runs) while this file alone passed.
+    left = signal.signal(signal.SIGINT, signal.default_int_handler)
+    print(f"SIGINT handler before the test: {left!r}")  # shown if the test fails
     try:
         missed = []  # the watcher's error, if both nodes were never seen busy (the sweep then simply finishes)
 
@@ -174,6 +180,7 @@ def test_an_interrupted_ray_sweep_cancels_its_tasks(cluster, tmp_path, node_plug
         assert report.interrupted and report.trained == 0
         poll(lambda: ray.available_resources().get("CPU", 0) == 2, 30, "the cancelled tasks to free their CPUs")
     finally:
+        signal.signal(signal.SIGINT, left if left is not None else signal.default_int_handler)
         ray.shutdown()
     assert not [row for row in _rows(tmp_path / "results.sqlite").values() if row["status"] == "ok"]
 
