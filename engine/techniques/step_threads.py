@@ -45,23 +45,17 @@ class StepThreads:
         self.history: list[tuple[int, int]] = []  # (step, threads) each time the winner changed: for the record
         self.trying: int | None = None  # the choice being timed now
 
-    def _plan(self) -> int:
-        if len(self.choices) == 1:
-            return 1
-        other = self.choices[1] if self.current == self.choices[0] else self.choices[0]
-        offset = self.step - self.next_trial
-        if offset < 0:
-            return self.current
-        if offset < TRIAL_STEPS:  # the incumbent first, so that both sides see the same stretch of the pass
-            return self.current
-        if offset < 2 * TRIAL_STEPS:
-            return other
-        return self.current
+    def _other(self) -> int:
+        return next(choice for choice in self.choices if choice != self.current)
+
+    def _in_trial(self) -> bool:
+        return len(self.choices) > 1 and 0 <= self.step - self.next_trial < 2 * TRIAL_STEPS
 
     def threads(self) -> int:
-        chosen = self._plan()
-        offset = self.step - self.next_trial
-        self.trying = chosen if len(self.choices) > 1 and 0 <= offset < 2 * TRIAL_STEPS else None
+        # A trial times the incumbent first, then the other, so that both see the same stretch of the pass.
+        trial = self._in_trial()
+        chosen = self._other() if trial and self.step - self.next_trial >= TRIAL_STEPS else self.current
+        self.trying = chosen if trial else None
         if self.on_cpu and torch.get_num_threads() != chosen:  # CUDA steps: the CPU's threads are left alone
             torch.set_num_threads(chosen)
         return chosen
@@ -72,7 +66,7 @@ class StepThreads:
         self.step += 1
         if len(self.choices) > 1 and self.step - self.next_trial == 2 * TRIAL_STEPS:  # trial over: keep the faster
             incumbent = statistics.median(self.times.get(self.current, [float("inf")]))
-            other = next(choice for choice in self.choices if choice != self.current)
+            other = self._other()
             challenger = statistics.median(self.times.get(other, [float("inf")]))
             if challenger < MARGIN * incumbent:
                 self.current, self.interval = other, FIRST_INTERVAL
